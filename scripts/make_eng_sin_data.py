@@ -10,7 +10,7 @@ measurements). Nothing is downloaded.
 Output, in the Tatoeba Challenge layout that FlexFlow's mT5 example reads::
 
     <out>/train.src  train.trg  train.id  test.src  test.trg  test.id
-    <out>/provenance.json
+    <out>/provenance.json  LICENSE.unicode (CLDR's licence, copied from babel)
 
 ``*.src`` is English, ``*.trg`` Sinhala, ``*.id`` holds ``eng<TAB>sin`` per line.
 The output is a pure function of the babel (CLDR) version and ``--seed``:
@@ -219,6 +219,9 @@ def write_corpus(out: Path, seed: int = DEFAULT_SEED) -> dict:
         "categories": categories,
         "sha256": {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in FILES},
     }
+    licence = Path(babel.__file__).parent / "locale-data" / "LICENSE.unicode"
+    if licence.is_file():  # the Unicode licence asks for its notice to travel with the data
+        (out / "LICENSE.unicode").write_bytes(licence.read_bytes())
     (out / "provenance.json").write_text(
         json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return provenance
