@@ -1,0 +1,1 @@
+"""FFModel's operator methods, one mixin per family."""

@@ -1,0 +1,199 @@
+"""Losses, metrics and the fit/eval loops, with FlexFlow's conventions (fact sheet §7).
+
+The loss is never a number in FlexFlow: only its gradient w.r.t. the final output is
+produced. Metrics accumulate since the last `reset_metrics()` and each reported value
+is the accumulated sum divided by the number of counted samples (positions, for
+sparse labels).
+"""
+
+import sys
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import DataLoaderError, LabelRangeError, ModelStateError
+from .enums import CompMode, LossType, MetricsType
+
+_ORDER = [MetricsType.METRICS_ACCURACY, MetricsType.METRICS_CATEGORICAL_CROSSENTROPY,
+          MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY,
+          MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
+          MetricsType.METRICS_MEAN_ABSOLUTE_ERROR]
+_NAMES = {m: m.name[len("METRICS_"):].lower() for m in _ORDER}
+
+
+class PerfMetrics:
+    """Accumulated metrics; FlexFlow's Python API exposes only `get_accuracy()`."""
+
+    __slots__ = ["handle", "_handle", "correct", "total", "sums"]
+
+    def __init__(self, handle):
+        self.handle = self._handle = handle
+        self.correct, self.total, self.sums = 0, 0, {}
+
+    def get_accuracy(self):
+        """100 * correct / total over what was accumulated (0.0 before any batch)."""
+        return 100.0 * self.correct / self.total if self.total else 0.0
+
+    def values(self):
+        """{metric name: value} as FlexFlow prints them (embedded-runtime extra)."""
+        out = {}
+        for m, s in self.sums.items():
+            out[_NAMES[m]] = s / self.total if self.total else 0.0
+        return out
+
+    def line(self, metrics):
+        parts = []
+        for m in _ORDER:
+            if m not in metrics:
+                continue
+            if m == MetricsType.METRICS_ACCURACY:
+                parts.append(f"accuracy: {self.get_accuracy():.6f}% ({self.correct} / {self.total})")
+            else:
+                value = self.sums.get(m, 0.0) / self.total if self.total else 0.0
+                parts.append(f"{_NAMES[m]}: {value:.6f}")
+        return " ".join(parts)
+
+
+class TrainingLoop:
+    """FFModel's loss, metrics, fit and eval (a mixin of FFModel)."""
+
+    def _label_value(self):
+        value = self._label.value
+        if value is None:
+            raise ModelStateError("the label tensor has no data: create a data loader for "
+                                  "ffmodel.label_tensor and call next_batch, or set_tensor it")
+        return value
+
+    def _sparse(self):
+        return self._loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
+
+    def _class_labels(self, output, labels):
+        """(positions, classes) probabilities and (positions,) int64 labels."""
+        num_classes = output.shape[-1]
+        flat = labels.reshape(-1).long()
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_classes):
+            raise LabelRangeError(
+                f"labels must lie in [0, {num_classes}), got [{int(flat.min())}, "
+                f"{int(flat.max())}]; FlexFlow has no ignore index, so map padding to a "
+                "valid class instead of -100")
+        return output.reshape(-1, num_classes), flat
+
+    def _loss_gradient(self, output, labels):
+        """d(loss)/d(final output), as FlexFlow's loss kernels write it."""
+        batch = output.shape[0]
+        if self._sparse():
+            probs, flat = self._class_labels(output, labels)
+            grad = probs.clone()
+            grad[torch.arange(flat.numel()), flat] -= 1.0
+            return grad.reshape(output.shape) / batch
+        if self._loss_type == LossType.LOSS_CATEGORICAL_CROSSENTROPY:
+            return (output - labels) / batch
+        if self._loss_type == LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE:
+            return (output - labels) * (2.0 / output.numel())
+        return torch.full_like(output, 1.0 / batch)          # LOSS_IDENTITY
+
+    @torch.no_grad()
+    def compute_metrics(self):
+        """Accumulate this batch's metrics (FlexFlow's metrics kernels)."""
+        if self._final_output_handle().value is None:
+            raise ModelStateError("call forward() before compute_metrics()")
+        output = self._final_output_handle().value.detach().float()
+        labels = self._label_value()
+        perf, metrics = self._perf, self._metrics
+        if self._sparse():
+            probs, flat = self._class_labels(output, labels)
+            rows = torch.arange(flat.numel(), device=probs.device)
+            onehot = torch.zeros_like(probs)
+            onehot[rows, flat] = 1.0
+            per_sample = {
+                MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY:
+                    -torch.log(probs[rows, flat].clamp_min(1e-8)),
+                MetricsType.METRICS_MEAN_SQUARED_ERROR: ((probs - onehot) ** 2).sum(-1),
+                MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR: ((probs - onehot) ** 2).sum(-1).sqrt(),
+                MetricsType.METRICS_MEAN_ABSOLUTE_ERROR: (probs - onehot).abs().sum(-1),
+            }
+            correct = (probs.argmax(-1) == flat)
+        else:
+            out2 = output.reshape(output.shape[0], -1)
+            lab2 = labels.reshape(labels.shape[0], -1).float()
+            diff = out2 - lab2
+            per_sample = {
+                MetricsType.METRICS_CATEGORICAL_CROSSENTROPY:
+                    -(lab2 * torch.log(out2.clamp_min(1e-8))).sum(-1),
+                MetricsType.METRICS_MEAN_SQUARED_ERROR: (diff ** 2).sum(-1),
+                MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR: (diff ** 2).sum(-1).sqrt(),
+                MetricsType.METRICS_MEAN_ABSOLUTE_ERROR: diff.abs().sum(-1),
+            }
+            hot = lab2 > 0.9
+            target = torch.where(hot.any(-1), hot.float().argmax(-1), torch.full_like(
+                hot[:, 0], -1, dtype=torch.long))
+            correct = out2.argmax(-1) == target
+        perf.total += int(correct.numel())
+        perf.correct += int(correct.sum())
+        for m in metrics:
+            if m in per_sample:
+                perf.sums[m] = perf.sums.get(m, 0.0) + float(per_sample[m].sum())
+
+    def reset_metrics(self):
+        self._perf.correct = self._perf.total = 0
+        self._perf.sums = {}
+
+    # -- loops ---------------------------------------------------------------------------
+    def _loaders(self, x, y):
+        """The loaders of x plus y (FlexFlow appends y to the caller's list; we copy)."""
+        loaders = list(x) if isinstance(x, (list, tuple)) else [x]
+        if y is None or any(d is None for d in loaders):
+            raise DataLoaderError("fit/eval need x (a loader or list of loaders) and y "
+                                  "(the label loader)")
+        loaders.append(y)
+        batch = self._ffconfig.batch_size
+        iterations = y.num_samples // batch
+        if iterations == 0:
+            raise DataLoaderError(f"the label loader holds {y.num_samples} samples, fewer than "
+                                  f"one batch of {batch}: nothing to run")
+        return loaders, iterations
+
+    def _run(self, loaders, iterations, desc, train):
+        bar = tqdm(range(iterations), desc=desc, unit="batch", file=sys.stderr,
+                   leave=False, dynamic_ncols=True, disable=None)
+        for _ in bar:
+            for d in loaders:
+                d.next_batch(self)
+            self.forward()
+            if train:
+                self.zero_gradients()
+                self.backward()
+                self.update()
+            else:
+                self.compute_metrics()
+            bar.set_postfix_str(self._perf.line(self._metrics), refresh=False)
+        bar.close()
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1):
+        """Train for `epochs` passes over the loaders, as FlexFlow's fit: no shuffling,
+        leftover samples dropped, metrics reset each epoch; prints one line per epoch."""
+        if self._comp_mode != CompMode.TRAINING:
+            raise ModelStateError("fit() needs a model compiled with CompMode.TRAINING")
+        loaders, iterations = self._loaders(x, y)
+        self._tracing_id += 1
+        for epoch in range(epochs):
+            for d in loaders:
+                d.reset()
+            self.reset_metrics()
+            self._run(loaders, iterations, f"epoch {epoch + 1}/{epochs}", train=True)
+            print(f"[Metrics] epoch {epoch + 1}/{epochs}: {self._perf.line(self._metrics)}",
+                  flush=True)
+
+    def eval(self, x=None, y=None, batch_size=None):
+        """One pass computing metrics only (dropout stays active, as in FlexFlow)."""
+        loaders, iterations = self._loaders(x, y)
+        for d in loaders:
+            d.reset()
+        self.reset_metrics()
+        self._tracing_id += 1
+        self._grad_enabled = False
+        try:
+            self._run(loaders, iterations, "eval", train=False)
+        finally:
+            self._grad_enabled = True
+        print(f"[Metrics] eval: {self._perf.line(self._metrics)}", flush=True)
