@@ -3,6 +3,7 @@ imported, else the embedded runtime. FLEXFLOW_TORCH_BACKEND=embedded|flexflow fo
 one (`auto`, the default, prefers real FlexFlow)."""
 
 import importlib
+import importlib.util
 import os
 
 from .errors import BackendUnavailableError
@@ -32,3 +33,17 @@ def load_core():
             f"FLEXFLOW_TORCH_BACKEND asks for real FlexFlow, but `import flexflow.core` "
             f"failed ({exc}); install FlexFlow (it needs CUDA) or set "
             "FLEXFLOW_TORCH_BACKEND=embedded") from exc
+
+
+def backend_module():
+    """The `flexflow.core`-like module the converter emits into (same choice as
+    `flexflow_torch.core`)."""
+    return load_core()
+
+
+def enums_for(ffmodel):
+    """The module holding the enums matching `ffmodel`'s implementation."""
+    module = type(ffmodel).__module__
+    if module.startswith("flexflow.") or module == "flexflow":
+        return importlib.import_module("flexflow.type")
+    return importlib.import_module("flexflow_torch.runtime.enums")
