@@ -1,0 +1,1 @@
+"""mT5 English<->Sinhala translation example (FlexFlow's flagship workflow)."""
