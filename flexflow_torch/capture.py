@@ -1,0 +1,160 @@
+"""Capture: `torch.export` (non-strict) of the model in eval mode, example
+inputs built from `input_names`/`batch_size`/`seq_length`, decomposition of the
+ops that have no converter."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+import torch.utils._pytree as pytree
+
+from .errors import ConversionError, ShapeError
+from . import registry
+
+_MASK_NAMES = ("attention_mask", "decoder_attention_mask")
+
+
+def _config(model):
+    return getattr(model, "config", None)
+
+
+def _vocab_size(model):
+    cfg = _config(model)
+    if cfg is not None:
+        for attr in ("vocab_size",):
+            v = getattr(cfg, attr, None) or getattr(getattr(cfg, "get_text_config", lambda: None)(), attr, None)
+            if v:
+                return int(v)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            return m.num_embeddings
+    return 2
+
+
+def _lengths(seq_length):
+    if seq_length is None:
+        return None, None
+    if isinstance(seq_length, (tuple, list)):
+        if len(seq_length) != 2:
+            raise ShapeError("seq_length is an int or an (encoder, decoder) pair")
+        return int(seq_length[0]), int(seq_length[1])
+    return int(seq_length), int(seq_length)
+
+
+def padding_mask(batch_size, length, generator=None):
+    """Ones, with trailing padding in every other row (a realistic mix)."""
+    mask = torch.ones(batch_size, length, dtype=torch.int64)
+    for b in range(1, batch_size, 2):
+        pad = 1 + int(torch.randint(0, max(1, length // 2), (1,), generator=generator))
+        mask[b, length - min(pad, length - 1):] = 0
+    return mask
+
+
+def make_example_inputs(model, input_names, batch_size=1, seq_length=None, seed=0):
+    """An ordered dict name -> example tensor for `input_names`."""
+    if not input_names:
+        raise ConversionError("give input_names (with batch_size/seq_length) or example_inputs")
+    enc_len, dec_len = _lengths(seq_length)
+    g = torch.Generator().manual_seed(seed)
+    cfg = _config(model)
+    inputs = OrderedDict()
+    for name in input_names:
+        length = dec_len if name.startswith("decoder_") else enc_len
+        if name == "pixel_values":
+            channels = getattr(cfg, "num_channels", 3)
+            size = getattr(cfg, "image_size", 224)
+            size = size if isinstance(size, (tuple, list)) else (size, size)
+            inputs[name] = torch.randn(batch_size, channels, *size, generator=g)
+            continue
+        if length is None:
+            raise ConversionError(f"input {name!r} needs seq_length (or pass example_inputs)")
+        if name in _MASK_NAMES:
+            inputs[name] = padding_mask(batch_size, length, g)
+        elif name == "token_type_ids":
+            n = getattr(cfg, "type_vocab_size", 2) or 2
+            inputs[name] = torch.randint(0, n, (batch_size, length), generator=g)
+        elif name == "position_ids":
+            inputs[name] = torch.arange(length).expand(batch_size, length).clone()
+        elif name.endswith("ids"):
+            inputs[name] = torch.randint(0, _vocab_size(model), (batch_size, length), generator=g)
+        else:
+            raise ConversionError(f"cannot build an example for input {name!r}; pass example_inputs")
+    return inputs
+
+
+def normalize_example_inputs(model, example_inputs, input_names=None):
+    """example_inputs (dict or tuple) -> (ordered dict, positional?)."""
+    if isinstance(example_inputs, dict):
+        return OrderedDict(example_inputs), False
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if not isinstance(example_inputs, (tuple, list)):
+        raise ConversionError("example_inputs must be a dict name -> tensor or a tuple of tensors")
+    names = list(input_names or [])
+    if not names:
+        import inspect
+        try:
+            params = [p for p in inspect.signature(model.forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            names = [p.name for p in params[:len(example_inputs)]]
+        except (TypeError, ValueError):
+            names = []
+    if len(names) < len(example_inputs):
+        names = names + [f"input_{i}" for i in range(len(names), len(example_inputs))]
+    return OrderedDict(zip(names, example_inputs)), True
+
+
+@contextlib.contextmanager
+def _hf_export_settings(model, is_hf_model):
+    """No KV cache, dict outputs; restored afterwards."""
+    cfg = _config(model)
+    saved = {}
+    if is_hf_model and cfg is not None:
+        for attr, value in (("use_cache", False), ("return_dict", True)):
+            if hasattr(cfg, attr):
+                saved[attr] = getattr(cfg, attr)
+                setattr(cfg, attr, value)
+    try:
+        yield
+    finally:
+        for attr, value in saved.items():
+            setattr(cfg, attr, value)
+
+
+def output_names(outputs):
+    """Flattened output names in pytree order: `logits`, `0`, `hidden_states.1`..."""
+    leaves, _ = pytree.tree_flatten_with_path(outputs)
+    names = []
+    for path, _leaf in leaves:
+        parts = []
+        for k in path:
+            parts.append(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))))
+        names.append(".".join(parts) or "output")
+    return names
+
+
+def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool):
+    """(ExportedProgram decomposed down to ops we convert, eager outputs, output names)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with _hf_export_settings(model, is_hf_model), torch.no_grad():
+            if positional:
+                args, kwargs = tuple(inputs.values()), {}
+            else:
+                args, kwargs = (), dict(inputs)
+            eager = model(*args, **kwargs)
+            try:
+                ep = torch.export.export(model, args, kwargs, strict=False)
+            except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
+                raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
+    finally:
+        model.train(was_training)
+    table = torch.export.default_decompositions()
+    for target in registry.registered_targets():
+        if isinstance(target, torch._ops.OpOverload) and target in table:
+            del table[target]
+    ep = ep.run_decompositions(table)
+    return ep, eager, output_names(eager)

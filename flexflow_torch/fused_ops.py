@@ -1,0 +1,24 @@
+"""Pseudo-operators inserted by the fusion passes. They are registry keys like
+ATen overloads; calling one computes the PyTorch reference result, so a fused
+graph still runs in PyTorch (used by verify)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rms_norm(input, weight, eps: float):
+    """rms_norm(Tensor input, Tensor weight, float eps) -> Tensor
+
+    y = input * rsqrt(mean(input^2, -1) + eps) * weight  (T5LayerNorm, LlamaRMSNorm)."""
+    x32 = input.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * y.to(input.dtype)
+
+
+def dense(input, weight, bias=None, activation: str = "relu"):
+    """dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor
+
+    linear followed by relu or sigmoid (FlexFlow's fused dense activations)."""
+    y = torch.nn.functional.linear(input, weight, bias)
+    return torch.relu(y) if activation == "relu" else torch.sigmoid(y)

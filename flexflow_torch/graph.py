@@ -1,0 +1,244 @@
+"""The recorded FlexFlow program: a list of FlexFlow API calls over numbered
+values, with the weights and constants they need.
+
+One program serves every purpose: `replay` onto any FFModel (the embedded
+runtime or the real `flexflow.core`), print it, save it with its weights to one
+safetensors file and load it back without the PyTorch model.
+
+Shapes are NumPy order (FlexFlow's Python convention); dtypes are FlexFlow
+`DataType` member names (`DT_FLOAT`, `DT_INT32`, `DT_INT64`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import ShapeError, DTypeError, ConversionError
+from . import shape_rules
+
+FORMAT_VERSION = 1
+#: real FlexFlow builds `<name>_<guid>` and asserts it is < 128 characters
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class Value:
+    """One FlexFlow tensor of the program."""
+    id: int
+    shape: tuple
+    dtype: str
+
+    @property
+    def rank(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"%{self.id}{list(self.shape)}:{self.dtype}"
+
+
+@dataclass
+class OpRecord:
+    method: str                      # FFModel method name, or "create_tensor"
+    args: dict                       # JSON-able; values as {"$v": id}, enums as {"$enum": ...}
+    outputs: List[int]
+    name: Optional[str] = None       # FlexFlow layer name
+    node: Optional[str] = None       # FX node that produced it (for verify)
+    weights: List[dict] = field(default_factory=list)   # [{"param_id", "key"}]
+    kind: str = "op"                 # "op" | "input" | "constant"
+
+
+def enum(name: str) -> dict:
+    """An enum argument, e.g. enum("ActiMode.AC_MODE_RELU"), resolved at replay."""
+    return {"$enum": name}
+
+
+class FFProgram:
+    def __init__(self):
+        self.ops: List[OpRecord] = []
+        self.values: Dict[int, Value] = {}
+        self.inputs: List[int] = []
+        self.input_names: List[str] = []
+        self.outputs: List[int] = []
+        self.output_names: List[str] = []
+        self.constants: Dict[int, np.ndarray] = {}
+        self.weights: Dict[str, np.ndarray] = {}
+        #: weight key -> how to copy back into PyTorch: {"param": fqn, "shape": [...]}
+        self.weight_sources: Dict[str, dict] = {}
+        self.node_values: Dict[str, int] = {}
+        self.notes: List[str] = []
+        self.batch_size: Optional[int] = None
+
+    # ---------------------------------------------------------------- building
+    def _new_value(self, shape, dtype) -> Value:
+        v = Value(len(self.values), tuple(int(s) for s in shape), dtype)
+        self.values[v.id] = v
+        return v
+
+    def add_input(self, name, shape, dtype) -> Value:
+        v = self._new_value(shape, dtype)
+        self.ops.append(OpRecord("create_tensor", {"dims": list(v.shape), "data_type": enum("DataType." + dtype)},
+                                 [v.id], name=name, kind="input"))
+        self.inputs.append(v.id)
+        self.input_names.append(name)
+        return v
+
+    def add_constant(self, array: np.ndarray, node=None) -> Value:
+        array = np.ascontiguousarray(array)
+        if array.dtype == np.float32:
+            dtype = "DT_FLOAT"
+        elif array.dtype == np.int32:
+            dtype = "DT_INT32"
+        else:
+            raise DTypeError(f"constants must be float32 or int32 (FlexFlow's set_tensor), got {array.dtype}")
+        if array.ndim == 0:
+            array = array.reshape(1)
+        v = self._new_value(array.shape, dtype)
+        self.constants[v.id] = array
+        self.ops.append(OpRecord("create_tensor", {"dims": list(v.shape), "data_type": enum("DataType." + dtype),
+                                                   "create_grad": False}, [v.id], node=node, kind="constant"))
+        return v
+
+    def call(self, method, inputs: dict, attrs: dict = None, *, name=None, node=None,
+             weights=None, n_outputs=None):
+        """Record `ffmodel.<method>(**inputs, **attrs)`; returns the output Value(s)."""
+        attrs = dict(attrs or {})
+        in_values = {k: v for k, v in inputs.items()}
+        shapes = shape_rules.infer(method, in_values, attrs)
+        outs = [self._new_value(s, d) for s, d in shapes]
+        args = {k: _encode(v) for k, v in in_values.items()}
+        args.update(attrs)
+        if name is not None and len(name) > MAX_NAME:
+            name = name[-MAX_NAME:]
+        self.ops.append(OpRecord(method, args, [o.id for o in outs], name=name, node=node,
+                                 weights=list(weights or [])))
+        if method == "split":
+            return outs
+        return outs[0]
+
+    # ---------------------------------------------------------------- replay
+    def replay(self, ffmodel, input_tensors, *, tensor_map=None, load_weights=True):
+        """Add every operator to `ffmodel`; returns the list of output Tensors.
+
+        Weights and constants are registered in `ffmodel.attr_tensors`, whose
+        entries FlexFlow's `compile()` loads with `set_tensor` right after it
+        has created (and initialised) the weights."""
+        from .backend import enums_for
+        from .weights import WeightLoader
+
+        input_tensors = list(input_tensors)
+        if len(input_tensors) != len(self.inputs):
+            raise ShapeError(f"the converted model takes {len(self.inputs)} inputs "
+                             f"({', '.join(self.input_names)}), got {len(input_tensors)}")
+        E = enums_for(ffmodel)
+        env = {} if tensor_map is None else tensor_map
+        for vid, name, t in zip(self.inputs, self.input_names, input_tensors):
+            want = self.values[vid]
+            dims = tuple(int(d) for d in t.dims)
+            if dims != want.shape:
+                raise ShapeError(f"input {name!r}: converted for shape {want.shape}, got a tensor of "
+                                 f"shape {dims}; convert again with matching batch_size/seq_length")
+            dt = getattr(t.data_type, "name", str(t.data_type))
+            if dt != want.dtype:
+                raise DTypeError(f"input {name!r}: converted for {want.dtype}, got {dt}")
+            env[vid] = t
+        attr_tensors = getattr(ffmodel, "attr_tensors", None)
+        if attr_tensors is None:
+            ffmodel.attr_tensors = attr_tensors = {}
+        for op in self.ops:
+            if op.kind == "input":
+                continue
+            kwargs = {k: _decode(v, env, E) for k, v in op.args.items()}
+            if op.kind == "constant":
+                t = ffmodel.create_tensor(**kwargs)
+                attr_tensors[t] = self.constants[op.outputs[0]]
+                env[op.outputs[0]] = t
+                continue
+            if op.name is not None:
+                kwargs["name"] = op.name
+            result = getattr(ffmodel, op.method)(**kwargs)
+            results = list(result) if isinstance(result, (list, tuple)) else [result]
+            for vid, t in zip(op.outputs, results):
+                env[vid] = t
+            if load_weights:
+                for w in op.weights:
+                    attr_tensors[WeightLoader(op.name, w["param_id"], w["key"])] = self.weights[w["key"]]
+        return [env[v] for v in self.outputs]
+
+    # ---------------------------------------------------------------- text
+    def ff_ops(self):
+        """Method names of the real operators, in order (no inputs/constants)."""
+        return [op.method for op in self.ops if op.kind == "op"]
+
+    def __str__(self):
+        lines = []
+        for op in self.ops:
+            outs = ", ".join(repr(self.values[o]) for o in op.outputs)
+            args = ", ".join(f"{k}={_fmt(v)}" for k, v in op.args.items())
+            extra = f"  # {op.name}" if op.name else ""
+            lines.append(f"{outs} = {op.method if op.kind == 'op' else op.kind}({args}){extra}")
+        lines.append("return " + ", ".join(f"{n}={self.values[v]!r}" for n, v in zip(self.output_names, self.outputs)))
+        return "\n".join(lines)
+
+    # ---------------------------------------------------------------- files
+    def to_json(self) -> dict:
+        return {
+            "format": "flexflow-torch-program", "version": FORMAT_VERSION,
+            "values": [[v.id, list(v.shape), v.dtype] for v in self.values.values()],
+            "ops": [op.__dict__ for op in self.ops],
+            "inputs": self.inputs, "input_names": self.input_names,
+            "outputs": self.outputs, "output_names": self.output_names,
+            "weight_sources": self.weight_sources, "node_values": self.node_values,
+            "notes": self.notes, "batch_size": self.batch_size,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, tensors: Dict[str, np.ndarray]) -> "FFProgram":
+        if data.get("format") != "flexflow-torch-program":
+            raise ConversionError("not a flexflow-torch program")
+        p = cls()
+        for vid, shape, dtype in data["values"]:
+            p.values[vid] = Value(vid, tuple(shape), dtype)
+        p.ops = [OpRecord(**op) for op in data["ops"]]
+        p.inputs, p.input_names = data["inputs"], data["input_names"]
+        p.outputs, p.output_names = data["outputs"], data["output_names"]
+        p.weight_sources, p.node_values = data["weight_sources"], data["node_values"]
+        p.notes, p.batch_size = data["notes"], data["batch_size"]
+        for k, arr in tensors.items():
+            if k.startswith("const/"):
+                p.constants[int(k[6:])] = np.ascontiguousarray(arr)
+            elif k.startswith("weight/"):
+                p.weights[k[7:]] = np.ascontiguousarray(arr)
+        return p
+
+
+def _encode(v):
+    if isinstance(v, Value):
+        return {"$v": v.id}
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    return v
+
+
+def _decode(v, env, E):
+    if isinstance(v, dict) and "$v" in v:
+        return env[v["$v"]]
+    if isinstance(v, dict) and "$enum" in v:
+        cls_name, member = v["$enum"].split(".")
+        return getattr(getattr(E, cls_name), member)
+    if isinstance(v, list):
+        return [_decode(x, env, E) for x in v]
+    return v
+
+
+def _fmt(v):
+    if isinstance(v, dict) and "$v" in v:
+        return f"%{v['$v']}"
+    if isinstance(v, dict) and "$enum" in v:
+        return v["$enum"].split(".")[1]
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return repr(v)

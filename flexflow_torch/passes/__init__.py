@@ -1,0 +1,14 @@
+"""Graph passes run between capture and conversion, one per file:
+
+* `tied_parameters`   canonicalise parameters that share storage
+* `constant_folding`  fold everything that depends on no input and no trainable parameter
+* `rms_norm_fusion`   T5/LLaMA RMS norm pattern -> `fused_ops.rms_norm`
+* `dense_activation_fusion` linear + relu/sigmoid -> `fused_ops.dense`
+"""
+
+from .tied_parameters import canonicalize_tied_parameters
+from .constant_folding import fold_constants
+from .rms_norm_fusion import fuse_rms_norm
+from .dense_activation_fusion import fuse_dense_activation
+
+__all__ = ["canonicalize_tied_parameters", "fold_constants", "fuse_rms_norm", "fuse_dense_activation"]

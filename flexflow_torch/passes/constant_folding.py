@@ -1,0 +1,43 @@
+"""Fold every subgraph that depends on neither a user input nor a trainable
+parameter into constants: relative-position buckets, causal masks, arange,
+position ids, buffers. Folded nodes need no converter; only those used by
+input-dependent nodes end up as FlexFlow constants."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _is_random(target):
+    tags = getattr(target, "tags", ())
+    return torch.Tag.nondeterministic_seeded in tags
+
+
+def fold_constants(graph, constant_placeholders: dict, dynamic_placeholders: set) -> dict:
+    """Returns {node: value} for every foldable node (placeholders included).
+
+    `constant_placeholders`: placeholder node -> tensor (buffers, lifted constants).
+    `dynamic_placeholders`: user inputs and trainable parameters."""
+    folded = {}
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if node in constant_placeholders:
+                folded[node] = constant_placeholders[node]
+            elif node not in dynamic_placeholders:
+                # non-tensor user inputs (e.g. a bool flag passed as a kwarg)
+                folded[node] = None
+            continue
+        if node.op != "call_function" or _is_random(node.target):
+            continue
+        deps = node.all_input_nodes
+        if not all(d in folded for d in deps):
+            continue
+
+        def value(a):
+            return folded[a] if isinstance(a, torch.fx.Node) else a
+
+        args = torch.fx.node.map_aggregate(node.args, value)
+        kwargs = torch.fx.node.map_aggregate(node.kwargs, value)
+        with torch.no_grad():
+            folded[node] = node.target(*args, **kwargs)
+    return folded
