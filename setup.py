@@ -23,6 +23,7 @@ setup(
         "matplotlib",
         "sacrebleu",
         "babel",
+        "scikit-learn",
     ],
     extras_require={
         "dev": ["pytest", "pytest-xdist", "nbformat", "nbclient", "ipykernel"],
