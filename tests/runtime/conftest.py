@@ -1,0 +1,47 @@
+"""Shared fixtures for the embedded-runtime tests (helpers live in rt_helpers.py)."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from flexflow_torch.core import FFConfig, FFModel, init_flexflow_runtime
+from flexflow_torch.runtime import config as ff_config
+from rt_helpers import BATCH
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runtime():
+    """FlexFlow needs init_flexflow_runtime() once before any object is created."""
+    init_flexflow_runtime()
+    yield
+
+
+@pytest.fixture
+def runtime_state(monkeypatch):
+    """The runtime's global init state, restored after the test."""
+    monkeypatch.setitem(ff_config._state, "initialized", ff_config._state["initialized"])
+    monkeypatch.setitem(ff_config._state, "extra_argv", list(ff_config._state["extra_argv"]))
+    return ff_config._state
+
+
+@pytest.fixture
+def argv(monkeypatch):
+    """Set the command line FFConfig() reads: argv("-b", "8")."""
+    def set_argv(*flags):
+        monkeypatch.setattr(sys, "argv", ["test"] + [str(f) for f in flags])
+    set_argv("-b", BATCH)
+    return set_argv
+
+
+@pytest.fixture
+def ffmodel(argv):
+    """A fresh FFModel with batch size BATCH."""
+    return FFModel(FFConfig())
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
