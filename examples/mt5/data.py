@@ -349,11 +349,11 @@ def _check_existing(out: Path, inputs: dict) -> bool:
         raise PreparedDataExistsError(
             f"{out} holds data prepared with other inputs/settings (was -> now: {diff}). Pass --force "
             "(force=True) to overwrite it, or choose another --out.")
-    bad = [n for n, h in meta.get("sha256", {}).items() if not (numpy_dir / n).is_file() or _sha256(numpy_dir / n) != h]
-    if bad or not (out / "tokenizer").is_dir():
+    bad = [n for n, h in meta.get("sha256", {}).items() if not (out / n).is_file() or _sha256(out / n) != h]
+    if bad:
         raise PreparedDataExistsError(
             f"{out} was prepared with these settings but files are missing or modified "
-            f"({', '.join(bad) or 'tokenizer/'}). Pass --force (force=True) to rebuild them.")
+            f"({', '.join(bad)}). Pass --force (force=True) to rebuild them.")
     return True
 
 
@@ -386,6 +386,7 @@ def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = P
 
     numpy_dir = out / "numpy"
     numpy_dir.mkdir(parents=True, exist_ok=True)
+    (numpy_dir / "meta.json").unlink(missing_ok=True)  # a crash midway must not look complete
     write_tsv(corpus, out)
     train_df, eval_df = read_tsv(out, blank_prefix=True)
     if (out / "tokenizer").is_dir():
@@ -394,7 +395,7 @@ def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = P
                                         out / "tokenizer", vocab_size)
     vocab = len(tokenizer)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    counts, sha = {}, {}
+    counts = {}
     for split, df in (("train", train_df), ("eval", eval_df)):
         arrays = tokenize_frame(df, tokenizer, max_length, desc=f"tokenize {split}")
         arrays["y_ids"], arrays["lm_labels"] = decoder_arrays(arrays["target_ids"], pad, eos, pad)
@@ -407,10 +408,11 @@ def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = P
         for name in ARRAYS:
             path = numpy_dir / f"{split}_{name}.npy"
             np.save(path, np.ascontiguousarray(arrays[name]))
-            sha[path.name] = _sha256(path)
         counts[split] = {"pairs": len(df) // 2, "rows": len(df),
                          "source_truncated": int((arrays["source_ids"][:, -1] != pad).sum()),
                          "target_truncated": int((arrays["target_ids"][:, -1] != pad).sum())}
+    written = [out / "train.tsv", out / "eval.tsv", *sorted((out / "tokenizer").iterdir()), *_array_files(numpy_dir)]
+    sha = {p.relative_to(out).as_posix(): _sha256(p) for p in written if p.is_file()}
     config = Path(model_dir) / "config.json" if model_dir is not None else None
     meta = {
         "inputs": inputs, "source": corpus.source, "tokenizer": "tokenizer",

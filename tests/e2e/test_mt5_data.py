@@ -258,6 +258,10 @@ def test_different_args_are_refused_without_force(prepared, tmp_path, capsys):
 
     copy = tmp_path / "copy"
     shutil.copytree(prepared.out, copy)
+    with (copy / "train.tsv").open("a", encoding="utf-8") as f:  # a user edited the output
+        f.write("x\ty\tz\tw\n")
+    with pytest.raises(mt5data.PreparedDataExistsError, match="modified"):
+        mt5data.prepare(data_dir=SHIPPED, out=copy)
     forced = mt5data.prepare(data_dir=SHIPPED, out=copy, max_length=32, force=True, log=lambda *_: None)
     assert not forced.skipped and forced.meta["inputs"]["max_length"] == 32
     assert mt5data.load_arrays(copy, "eval")["lm_labels"].shape == (prepared.meta["counts"]["eval"]["rows"], 31, 1)
