@@ -163,6 +163,12 @@ Batch_Norm, Batch_Matmul, Split, Reshape = (
 Gather, Identity, Transpose, Reverse = (_plain(n) for n in ("Gather", "Identity", "Transpose", "Reverse"))
 MultiHeadAttention, RMSNorm, SigmoidSiluMulti, ResidualRMSNorm = (
     _plain(n) for n in ("MultiHeadAttention", "RMSNorm", "SigmoidSiluMulti", "ResidualRMSNorm"))
+# Serving-only operators (never built here; present as in FlexFlow's API).
+IncMultiHeadAttention, SpecIncMultiHeadSelfAttention, TreeIncMultiHeadSelfAttention = (
+    _plain(n) for n in ("IncMultiHeadAttention", "SpecIncMultiHeadSelfAttention",
+                        "TreeIncMultiHeadSelfAttention"))
+ArgTopK, BeamTopK, Sampling, ArgMax = (
+    _plain(n) for n in ("ArgTopK", "BeamTopK", "Sampling", "ArgMax"))
 
 WRAPPERS = {
     OpType.CONV2D: Conv2D, OpType.POOL2D: Pool2D, OpType.LINEAR: Linear,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DTypeError, ModelStateError, ShapeError
-from .enums import DataType, ParameterSyncType
+from .enums import DataType
 
 TORCH_DTYPES = {
     DataType.DT_BOOLEAN: torch.bool,
@@ -141,7 +141,7 @@ class Tensor:
             self.handle.value = value
         return True
 
-    def get_gradients(self, ffmodel, comm_type=ParameterSyncType.NONE):
+    def get_gradients(self, ffmodel, comm_type):
         """The gradient from the last backward() (zeros where nothing flowed).
 
         For the final operator this is the loss gradient FlexFlow writes into its
@@ -156,7 +156,7 @@ class Tensor:
         """The final operator's output, whichever tensor this is called on (FlexFlow)."""
         return Tensor(ffmodel._final_output_handle()).get_tensor(ffmodel)
 
-    def get_model_output_gradients(self, ffmodel, comm_type=ParameterSyncType.NONE):
+    def get_model_output_gradients(self, ffmodel, comm_type):
         return Tensor(ffmodel._final_output_handle()).get_gradients(ffmodel, comm_type)
 
     # -- mapping (zero-copy views) --------------------------------------------------
