@@ -123,6 +123,23 @@ def _hf_export_settings(model, is_hf_model):
             setattr(cfg, attr, value)
 
 
+def _hf_flags(model, is_hf_model):
+    """`use_cache=False, return_dict=True` for HF forwards that take them."""
+    if not is_hf_model:
+        return {}
+    import inspect
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    flags = {}
+    if "use_cache" in params:
+        flags["use_cache"] = False
+    if "return_dict" in params:
+        flags["return_dict"] = True
+    return flags
+
+
 def output_names(outputs):
     """Flattened output names in pytree order: `logits`, `0`, `hidden_states.1`..."""
     leaves, _ = pytree.tree_flatten_with_path(outputs)
@@ -145,6 +162,7 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
                 args, kwargs = tuple(inputs.values()), {}
             else:
                 args, kwargs = (), dict(inputs)
+            kwargs.update(_hf_flags(model, is_hf_model))
             eager = model(*args, **kwargs)
             try:
                 ep = torch.export.export(model, args, kwargs, strict=False)

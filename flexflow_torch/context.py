@@ -73,19 +73,39 @@ class ConversionContext:
 
     # ----------------------------------------------------------------- driver
     def run(self):
+        """Convert every node; problems of all nodes are collected and raised
+        together as one UnsupportedOperatorsError."""
+        from .analysis import UnsupportedCollector, raise_if_unsupported
+        from .errors import FlexFlowTorchError
         p = self.prepared
+        problems, poisoned = UnsupportedCollector(), set()
+        for node, name in p.user_inputs.items():
+            val = node.meta["val"]
+            self.values[node] = self.program.add_input(name, tuple(val.shape), dtype_name(val.dtype))
         for node in p.graph.nodes:
             self.node = node
             if node.op == "placeholder":
-                self.values[node] = self._placeholder(node)
+                if node not in self.values:
+                    self.values[node] = self._placeholder(node)
             elif node.op == "call_function":
                 if node in p.folded:
                     self.values[node] = _wrap_folded(p.folded[node])
                     continue
-                self.values[node] = self._call(node)
+                if any(d in poisoned for d in node.all_input_nodes):
+                    poisoned.add(node)
+                    continue
+                try:
+                    self.values[node] = self._call(node)
+                except (FlexFlowTorchError, NotImplementedError) as exc:
+                    if not isinstance(exc, (ConversionError, NotImplementedError, ValueError, TypeError)):
+                        raise
+                    problems.add(node, reason=str(exc))
+                    poisoned.add(node)
+                    continue
                 if isinstance(self.values[node], Value):
                     self.program.node_values[node.name] = self.values[node].id
             elif node.op == "output":
+                raise_if_unsupported(problems.report())
                 outs = []
                 for arg in node.args[0]:
                     v = self.values.get(arg) if isinstance(arg, torch.fx.Node) else arg

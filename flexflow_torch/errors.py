@@ -54,3 +54,7 @@ class UnsupportedOperatorsError(ConversionError):
 
 class GraphFileError(FlexFlowTorchError, ValueError):
     """A saved graph file that cannot be read back."""
+
+
+class InvalidModelError(ConversionError, TypeError):
+    """The object to convert is not a torch.nn.Module (or fx.GraphModule)."""

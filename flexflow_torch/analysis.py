@@ -1,0 +1,203 @@
+"""Pre-flight report: every operator without a converter (one error for all),
+plus a lint of what real FlexFlow would reject or compute differently."""
+
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import List
+
+import torch
+
+from . import registry
+from .errors import UnsupportedOperatorsError
+
+
+@dataclass
+class UnsupportedOp:
+    target: str
+    count: int
+    example: str
+    module: str
+    source: str
+    reason: str = "no converter"
+
+    def __str__(self):
+        where = f" in {self.module}" if self.module else ""
+        src = f"\n      at {self.source}" if self.source else ""
+        return f"  {self.target} x{self.count} ({self.reason}; e.g. node {self.example}{where}){src}"
+
+
+@dataclass
+class LintItem:
+    kind: str
+    message: str
+
+    def __str__(self):
+        return f"  [{self.kind}] {self.message}"
+
+
+@dataclass
+class AnalysisReport:
+    unsupported: List[UnsupportedOp] = field(default_factory=list)
+    lint: List[LintItem] = field(default_factory=list)
+    aten_ops: dict = field(default_factory=dict)      # target -> count (converted nodes)
+    ff_ops: dict = field(default_factory=dict)        # FlexFlow method -> count
+    ties: dict = field(default_factory=dict)
+
+    @property
+    def ok(self):
+        return not self.unsupported
+
+    def __str__(self):
+        lines = []
+        if self.unsupported:
+            n = sum(u.count for u in self.unsupported)
+            lines.append(f"{len(self.unsupported)} unsupported operator(s), {n} node(s):")
+            lines += [str(u) for u in self.unsupported]
+        else:
+            lines.append("every operator has a converter")
+        if self.ff_ops:
+            lines.append("FlexFlow operators: " + ", ".join(f"{k} x{v}" for k, v in self.ff_ops.items()))
+        if self.lint:
+            lines.append("FlexFlow compatibility notes:")
+            lines += [str(item) for item in self.lint]
+        return "\n".join(lines)
+
+
+def source_line(node) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    lines = [ln.strip() for ln in trace.strip().splitlines()]
+    files = [i for i, ln in enumerate(lines) if ln.startswith("File ")]
+    if not files:
+        return ""
+    i = files[-1]
+    code = lines[i + 1] if i + 1 < len(lines) else ""
+    return f"{lines[i]}: {code}" if code else lines[i]
+
+
+def module_path(node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+class UnsupportedCollector:
+    """Groups problem nodes by target, keeping the first as the example."""
+
+    def __init__(self):
+        self.items = OrderedDict()
+
+    def add(self, node, reason="no converter"):
+        name = registry.target_name(node.target)
+        key = (name, reason)
+        if key in self.items:
+            self.items[key].count += 1
+        else:
+            self.items[key] = UnsupportedOp(name, 1, node.name, module_path(node), source_line(node), reason)
+
+    def report(self):
+        return list(self.items.values())
+
+
+def find_unsupported(prepared) -> List[UnsupportedOp]:
+    collector = UnsupportedCollector()
+    for node in prepared.graph.nodes:
+        if node.op != "call_function" or node in prepared.folded or node.target is operator.getitem:
+            continue
+        if not registry.has_converter(node.target):
+            collector.add(node)
+    return collector.report()
+
+
+def raise_if_unsupported(items, ties=None):
+    if items:
+        raise UnsupportedOperatorsError(AnalysisReport(unsupported=items, ties=ties or {}))
+
+
+def count_ops(prepared):
+    counts = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and node not in prepared.folded and node.target is not operator.getitem:
+            name = registry.target_name(node.target)
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def lint(prepared, program, plan, model=None) -> List[LintItem]:
+    items = []
+    ops = program.ops
+    consumers = {}
+    for op in ops:
+        for v in _value_ids(op.args):
+            consumers[v] = consumers.get(v, 0) + 1
+    softmaxes = [op for op in ops if op.method == "softmax"]
+    if softmaxes:
+        items.append(LintItem("softmax-gradient",
+            f"{len(softmaxes)} internal softmax(es) (attention): real FlexFlow's softmax backward is an "
+            "identity copy, so training through them is wrong on real FlexFlow; the embedded runtime "
+            "computes the true gradient. Only a final softmax feeding a CE loss trains correctly there."))
+    for name, vid in zip(program.output_names, program.outputs):
+        v = program.values[vid]
+        if v.rank > 2:
+            items.append(LintItem("sparse-ce-rank",
+                f"output {name!r} is {v.rank}-D {v.shape}: real FlexFlow's sparse CE backward is only right "
+                "for 2-D outputs (it treats all non-batch axes as classes); the embedded runtime is per position"))
+    overwrite = [op for op in ops if op.method in ("pow", "rsqrt", "gelu")
+                 and any(consumers.get(v, 0) > 1 for v in _value_ids(op.args))]
+    if overwrite:
+        items.append(LintItem("gradient-overwrite",
+            f"{len(overwrite)} pow/rsqrt/gelu op(s) read a tensor that has other consumers: real FlexFlow's "
+            "backward of these ops overwrites the input gradient instead of accumulating (as read)"))
+    tables = [p for p in prepared.params.values() if plan.kind(p) == "table" and p.node.users]
+    if tables or prepared.ties:
+        names = ", ".join(sorted({p.fqn for p in tables} | set(prepared.ties)))
+        items.append(LintItem("tied-weights",
+            f"shared/tied parameters ({names}): FlexFlow cannot share a parameter between layers "
+            "(shared_op is ignored), so each is ONE embedding layer whose lookups (and, for a tied LM head "
+            "or a parameter used as a tensor, an arange lookup giving the (batch, rows, dim) table) are "
+            "concatenated; all uses train the same FlexFlow parameter"))
+    n_gelu = sum(1 for op in ops if op.method == "tanh")
+    if n_gelu:
+        items.append(LintItem("gelu-approx", "tanh-approximated GELU (gelu_new) is composed from pow/tanh/scalar "
+                                             "ops; FlexFlow's own gelu is the exact erf form"))
+    targets = {n.target for n in prepared.graph.nodes if n.op == "call_function"}
+    aten = torch.ops.aten
+    if aten._native_batch_norm_legit_no_training.default in targets:
+        items.append(LintItem("batch-norm", "eval-mode batch norm is folded into a per-channel affine map "
+                                            "(FlexFlow's batch_norm cannot be compiled): its weight and bias "
+                                            "are frozen constants, not trained"))
+    if aten._to_copy.default in targets:
+        items.append(LintItem("bool-cast", "casts to bool/integer are kept as values (FlexFlow has no comparison "
+                                           "or down-cast): masks must hold 0/1"))
+    if model is not None and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        items.append(LintItem("dropout", "the model has dropout, captured in eval mode, so the converted graph has "
+                                         "none; add ffmodel.dropout yourself if you need it (FlexFlow's dropout "
+                                         "has no train/eval switch: it also drops during eval())"))
+    if any(op.method == "embedding" and op.kind == "op" for op in ops):
+        pads = [m for m in (model.modules() if model is not None else []) if isinstance(m, torch.nn.Embedding)
+                and m.padding_idx is not None]
+        if pads:
+            items.append(LintItem("padding-idx", "embedding padding_idx is not honoured by FlexFlow in training: "
+                                                 "the padding row receives gradients"))
+    if any(op.kind == "constant" and program.values[op.outputs[0]].shape[0] != program.batch_size for op in ops):
+        items.append(LintItem("constant-batch-dim", "some constants do not have the batch size as dim 0: with "
+                                                    "data parallelism over several GPUs FlexFlow partitions dim 0 "
+                                                    "of every created tensor"))
+    return items
+
+
+def _value_ids(args):
+    out = []
+
+    def walk(v):
+        if isinstance(v, dict) and "$v" in v:
+            out.append(v["$v"])
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+    walk(args)
+    return out

@@ -1,0 +1,94 @@
+"""Convolution and pooling (NCHW)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import register
+from ..context import Param
+from ..graph import enum
+from ._common import unsupported, binary, scalar_op
+
+aten = torch.ops.aten
+
+
+def _pair(v):
+    if isinstance(v, int):
+        return v, v
+    v = list(v)
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+@register(aten.conv2d.default)
+def aten_conv2d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    """conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor"""
+    if _pair(dilation) != (1, 1):
+        unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
+    if groups != 1:
+        unsupported("grouped convolution (FlexFlow's conv2d weights cannot be set for groups > 1)")
+    if not (isinstance(weight, Param) and ctx.is_native(weight)):
+        unsupported("convolution with a shared or computed kernel")
+    x = ctx.tensor(input)
+    (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], _pair(stride), _pair(padding)
+    native_b = isinstance(bias, Param) and ctx.is_native(bias)
+    weights = [{"param_id": 0, "key": ctx.weight(weight)}]
+    if native_b:
+        weights.append({"param_id": 1, "key": ctx.weight(bias)})
+    y = ctx.emit("conv2d", {"input": x},
+                 {"out_channels": weight.shape[0], "kernel_h": kh, "kernel_w": kw, "stride_h": sh,
+                  "stride_w": sw, "padding_h": ph, "padding_w": pw,
+                  "activation": enum("ActiMode.AC_MODE_NONE"), "groups": 1, "use_bias": native_b},
+                 name=weight.layer_name, weights=weights)
+    if bias is not None and not native_b:
+        y = binary(ctx, "add", y, _channel(ctx, bias))
+    return y
+
+
+def _channel(ctx, b):
+    t = ctx.tensor(b)
+    return ctx.reshape(t, (1, t.shape[0], 1, 1))
+
+
+def _pool(ctx, x, k, s, p, pool_type):
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    return ctx.emit("pool2d", {"input": x},
+                    {"kernel_h": kh, "kernel_w": kw, "stride_h": sh, "stride_w": sw, "padding_h": ph,
+                     "padding_w": pw, "pool_type": enum("PoolType." + pool_type),
+                     "activation": enum("ActiMode.AC_MODE_NONE")})
+
+
+@register(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
+def aten_max_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    """max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor"""
+    if ceil_mode or _pair(dilation) != (1, 1):
+        unsupported("max pooling with ceil_mode or dilation")
+    k = _pair(kernel_size)
+    s = _pair(stride) if stride else k
+    y = _pool(ctx, ctx.tensor(self), k, s, _pair(padding), "POOL_MAX")
+    if ctx.node.target is aten.max_pool2d_with_indices.default:
+        return (y, None)
+    return y
+
+
+@register(aten.avg_pool2d.default)
+def aten_avg_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True,
+                    divisor_override=None):
+    """avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor"""
+    p = _pair(padding)
+    if ceil_mode or divisor_override or (p != (0, 0) and count_include_pad):
+        unsupported("average pooling with ceil_mode, divisor_override or padding counted in the average "
+                    "(FlexFlow excludes padding)")
+    k = _pair(kernel_size)
+    return _pool(ctx, ctx.tensor(self), k, _pair(stride) if stride else k, p, "POOL_AVG")
+
+
+@register(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
+def aten_adaptive_avg_pool2d(ctx, self, output_size):
+    """adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor   (exact when sizes divide)"""
+    x = ctx.tensor(self)
+    H, W = x.shape[2:]
+    oh, ow = _pair(output_size)
+    if H % oh or W % ow:
+        unsupported(f"adaptive average pooling {H}x{W} -> {oh}x{ow} with uneven windows")
+    k = (H // oh, W // ow)
+    return _pool(ctx, x, k, k, (0, 0), "POOL_AVG")

@@ -1,0 +1,148 @@
+"""Element-wise arithmetic: add, sub, mul, div, neg, pow, exp, sqrt, casts."""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import register
+from ..context import Const
+from ._common import binary, scalar_op, to_float, expand, unsupported
+
+aten = torch.ops.aten
+
+
+def _scaled(ctx, other, alpha):
+    return other if alpha in (None, 1) else binary(ctx, "multiply", other, alpha)
+
+
+@register(aten.add.Tensor, aten.add.Scalar)
+def aten_add(ctx, self, other, alpha=1):
+    """add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"""
+    return binary(ctx, "add", self, _scaled(ctx, other, alpha))
+
+
+@register(aten.sub.Tensor, aten.sub.Scalar)
+def aten_sub(ctx, self, other, alpha=1):
+    """sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"""
+    return binary(ctx, "subtract", self, _scaled(ctx, other, alpha))
+
+
+@register(aten.rsub.Scalar, aten.rsub.Tensor)
+def aten_rsub(ctx, self, other, alpha=1):
+    """rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor   (other - alpha*self)"""
+    return binary(ctx, "subtract", other, _scaled(ctx, self, alpha))
+
+
+@register(aten.mul.Tensor, aten.mul.Scalar)
+def aten_mul(ctx, self, other):
+    """mul.Tensor(Tensor self, Tensor other) -> Tensor"""
+    return binary(ctx, "multiply", self, other)
+
+
+@register(aten.div.Tensor, aten.div.Scalar)
+def aten_div(ctx, self, other):
+    """div.Tensor(Tensor self, Tensor other) -> Tensor   (true division)"""
+    return binary(ctx, "divide", self, other)
+
+
+@register(aten.neg.default)
+def aten_neg(ctx, self):
+    """neg(Tensor self) -> Tensor"""
+    return scalar_op(ctx, "scalar_multiply", ctx.tensor(self), -1.0)
+
+
+@register(aten.pow.Tensor_Scalar)
+def aten_pow(ctx, self, exponent):
+    """pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor"""
+    x = to_float(ctx, ctx.tensor(self))
+    if exponent == 1:
+        return x
+    return ctx.emit("pow", {"input": x}, {"exponent": float(exponent)})
+
+
+@register(aten.sqrt.default)
+def aten_sqrt(ctx, self):
+    """sqrt(Tensor self) -> Tensor   (pow 0.5)"""
+    return ctx.emit("pow", {"input": to_float(ctx, ctx.tensor(self))}, {"exponent": 0.5})
+
+
+@register(aten.reciprocal.default)
+def aten_reciprocal(ctx, self):
+    """reciprocal(Tensor self) -> Tensor   (pow -1)"""
+    return ctx.emit("pow", {"input": to_float(ctx, ctx.tensor(self))}, {"exponent": -1.0})
+
+
+@register(aten.rsqrt.default)
+def aten_rsqrt(ctx, self):
+    """rsqrt(Tensor self) -> Tensor"""
+    return ctx.emit("rsqrt", {"input": to_float(ctx, ctx.tensor(self))})
+
+
+def _unary(method, doc):
+    def convert(ctx, self):
+        return ctx.emit(method, {"x": to_float(ctx, ctx.tensor(self))})
+    convert.__doc__ = doc
+    convert.__name__ = "aten_" + method
+    return convert
+
+
+aten_exp = register(aten.exp.default)(_unary("exp", "exp(Tensor self) -> Tensor"))
+aten_sin = register(aten.sin.default)(_unary("sin", "sin(Tensor self) -> Tensor"))
+aten_cos = register(aten.cos.default)(_unary("cos", "cos(Tensor self) -> Tensor"))
+
+
+@register(aten.maximum.default, aten.minimum.default)
+def aten_maximum(ctx, self, other):
+    """maximum(Tensor self, Tensor other) -> Tensor   (also minimum)"""
+    method = "max" if ctx.node.target is aten.maximum.default else "min"
+    shape = ctx.out_shape
+    # FlexFlow's max/min do not broadcast at run time: expand both operands first
+    return ctx.emit(method, {"x": expand(ctx, self, shape), "y": expand(ctx, other, shape)})
+
+
+@register(aten.clone.default, aten.alias.default, aten.contiguous.default, aten.lift_fresh_copy.default,
+          aten.detach.default)
+def aten_clone(ctx, self, memory_format=None):
+    """clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor   (no op)"""
+    return self
+
+
+@register(aten._to_copy.default)
+def aten__to_copy(ctx, self, dtype=None, layout=None, device=None, pin_memory=None, non_blocking=False,
+                  memory_format=None):
+    """_to_copy(Tensor self, *, ScalarType? dtype=None, ...) -> Tensor
+
+    To float: multiply by a float one (FlexFlow's implicit up-cast). To bool or a
+    narrower integer: kept as is — FlexFlow has no comparison or down-cast, so the
+    values are assumed to be 0/1 (attention masks) or in range; see analyze()."""
+    if isinstance(self, Const):
+        return Const(self.tensor.to(dtype) if dtype is not None else self.tensor)
+    x = ctx.tensor(self)
+    if dtype is not None and dtype.is_floating_point:
+        return to_float(ctx, x)
+    return x
+
+
+@register(aten.dropout.default)
+def aten_dropout(ctx, input, p, train):
+    """dropout(Tensor input, float p, bool? train) -> Tensor   (identity in eval)"""
+    if train and p > 0:
+        unsupported("dropout in training mode inside the captured graph; capture in eval mode "
+                    "(PyTorchModel does) or add ffmodel.dropout yourself")
+    return input
+
+
+@register(aten.where.self)
+def aten_where(ctx, condition, self, other):
+    """where.self(Tensor condition, Tensor self, Tensor other) -> Tensor
+
+    c*self + (1-c)*other with c in {0, 1} (FlexFlow has no select)."""
+    from .logical import select
+    return select(ctx, condition, self, other)
+
+
+@register(aten.masked_fill.Scalar, aten.masked_fill.Tensor)
+def aten_masked_fill(ctx, self, mask, value):
+    """masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor"""
+    from .logical import select
+    return select(ctx, mask, value, self)

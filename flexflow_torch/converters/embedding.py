@@ -1,0 +1,29 @@
+"""Embedding lookups."""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import register
+from ..context import Param, Const
+from ..graph import enum
+from ._common import unsupported
+
+aten = torch.ops.aten
+
+
+@register(aten.embedding.default)
+def aten_embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    """embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor
+
+    A native FlexFlow embedding named after the module; a tied/shared table
+    goes through the parameter plan (one FlexFlow layer for every use)."""
+    if not isinstance(weight, Param):
+        unsupported("embedding lookup into a computed (non-parameter) table")
+    if not ctx.is_native(weight):
+        return ctx.plan.lookup(ctx, weight, ctx.node)
+    ids = ctx.tensor(indices) if not isinstance(indices, Const) else ctx.constant(indices.tensor)
+    num, dim = weight.shape
+    return ctx.emit("embedding", {"input": ids},
+                    {"num_embeddings": num, "embedding_dim": dim, "aggr": enum("AggrMode.AGGR_MODE_NONE")},
+                    name=weight.layer_name, weights=[{"param_id": 0, "key": ctx.weight(weight)}])

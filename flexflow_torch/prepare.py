@@ -1,0 +1,88 @@
+"""From a model to a prepared FX graph: capture, strip assertions, canonicalise
+tied parameters, fold constants, fuse patterns. Everything the analysis and
+the converters need is in one `PreparedGraph`."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch.export.graph_signature import InputKind, TensorArgument
+
+from .capture import export_model
+from .context import Param
+from .errors import ConversionError
+from . import passes
+
+aten = torch.ops.aten
+_ASSERTS = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
+            aten.sym_constrain_range_for_size.default}
+
+
+@dataclass
+class PreparedGraph:
+    ep: object
+    graph: torch.fx.Graph
+    user_inputs: "OrderedDict"          # placeholder -> input name, in the user's order
+    params: dict                        # placeholder -> Param (canonical ones are used)
+    folded: dict                        # node -> constant value
+    output_names: list
+    output_nodes: list
+    batch_size: int
+    example_inputs: "OrderedDict"
+    eager_outputs: object
+    ties: dict = field(default_factory=dict)
+    fusions: dict = field(default_factory=dict)
+
+
+def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool) -> PreparedGraph:
+    ep, eager, out_names = export_model(model, inputs, positional, is_hf_model)
+    gm = ep.graph_module
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in _ASSERTS:
+            graph.erase_node(node)
+    by_name = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    params, constants, user_specs = {}, {}, []
+    state = ep.state_dict
+    for spec in ep.graph_signature.input_specs:
+        node = by_name.get(spec.arg.name) if hasattr(spec.arg, "name") else None
+        if node is None:
+            continue
+        if spec.kind == InputKind.PARAMETER:
+            params[node] = Param(node, spec.target, state[spec.target])
+        elif spec.kind == InputKind.BUFFER:
+            constants[node] = state[spec.target] if spec.target in state else ep.constants[spec.target]
+        elif spec.kind in (InputKind.CONSTANT_TENSOR, InputKind.CUSTOM_OBJ):
+            constants[node] = ep.constants[spec.target]
+        elif spec.kind == InputKind.USER_INPUT and isinstance(spec.arg, TensorArgument):
+            user_specs.append(node)
+    user_inputs = OrderedDict()
+    names = list(inputs)
+    spec_names = [n.name for n in user_specs]
+    if set(names) <= set(spec_names):
+        for name in names:
+            user_inputs[by_name[name]] = name
+    elif len(names) == len(user_specs):
+        for node, name in zip(user_specs, names):
+            user_inputs[node] = name
+    else:
+        raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
+    ties = passes.canonicalize_tied_parameters(graph, params)
+    params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
+    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
+               "dense_activation": passes.fuse_dense_activation(graph, params)}
+    graph.eliminate_dead_code()
+    output_node = next(n for n in graph.nodes if n.op == "output")
+    outs = list(output_node.args[0])
+    first = next(iter(inputs.values()))
+    return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
+                         output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
+                         example_inputs=inputs, eager_outputs=eager, ties=ties, fusions=fusions)
+
+
+def ties_first(ties, params):
+    fqns = set(ties)
+    return {n for n, p in params.items() if p.fqn in fqns}
