@@ -1,0 +1,397 @@
+"""Training through FlexFlow's API only: end-to-end learning, optimizers against
+hand computations of FlexFlow's formulas, fit vs. a manual loop, eval, losses."""
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from flexflow_torch.core import (ActiMode, AdamOptimizer, DataType, FFConfig, FFModel,
+                                 LossType, MetricsType, ParameterSyncType, PoolType,
+                                 SGDOptimizer)
+from rt_helpers import BATCH, randn
+
+REPO = Path(__file__).resolve().parents[2]
+SPARSE = LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
+ACC, SCE = MetricsType.METRICS_ACCURACY, MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY
+_EPOCH_LINE = re.compile(r"\[Metrics\] epoch (\d+)/\d+: accuracy: ([\d.]+)% \((\d+) / (\d+)\) "
+                         r"sparse_categorical_crossentropy: ([\d.]+)")
+
+
+def _new_model(argv, batch):
+    argv("-b", batch)
+    ffconfig = FFConfig()
+    return ffconfig, FFModel(ffconfig)
+
+
+def _epoch_metrics(text):
+    return [(float(acc), float(sce)) for _, acc, _, _, sce in _EPOCH_LINE.findall(text)]
+
+
+# -- end-to-end learning ---------------------------------------------------------------
+def _blobs(rng, n, classes=3, dim=8):
+    centers = rng.standard_normal((classes, dim)).astype(np.float32) * 2.0
+    y = rng.integers(0, classes, n)
+    x = centers[y] + rng.standard_normal((n, dim)).astype(np.float32) * 0.7
+    return x.astype(np.float32), y.reshape(-1, 1).astype(np.int32)
+
+
+def test_mlp_learns_gaussian_blobs(argv, rng, capsys):
+    ffconfig, ffmodel = _new_model(argv, 16)
+    x_np, y_np = _blobs(rng, 256)
+    x = ffmodel.create_tensor([ffconfig.batch_size, 8], DataType.DT_FLOAT)
+    t = ffmodel.dense(x, 16, ActiMode.AC_MODE_RELU)
+    t = ffmodel.dense(t, 3)
+    ffmodel.softmax(t)
+    ffmodel.optimizer = SGDOptimizer(ffmodel, 0.05)
+    ffmodel.compile(loss_type=SPARSE, metrics=[ACC, SCE])
+    x_loader = ffmodel.create_data_loader(x, x_np)
+    y_loader = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    capsys.readouterr()
+    ffmodel.fit(x=x_loader, y=y_loader, epochs=6)
+    epochs = _epoch_metrics(capsys.readouterr().out)
+    assert len(epochs) == 6
+    losses = [sce for _, sce in epochs]
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(b <= a * 1.05 for a, b in zip(losses, losses[1:])), losses
+    accuracy = ffmodel.get_perf_metrics().get_accuracy()
+    assert accuracy == pytest.approx(epochs[-1][0], abs=1e-4)
+    assert accuracy > 90.0                        # chance is 33 %
+    values = ffmodel.get_perf_metrics().values()
+    assert values["sparse_categorical_crossentropy"] == pytest.approx(losses[-1], abs=1e-5)
+
+
+def _quadrant_images(rng, n):
+    """8x8 noise images; the class is the quadrant that is bright."""
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32) * 0.3
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, 0, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 1.0
+    return x.astype(np.float32), y.reshape(-1, 1).astype(np.int32)
+
+
+def test_cnn_learns_bright_quadrant(argv, rng, capsys):
+    ffconfig, ffmodel = _new_model(argv, 16)
+    x_np, y_np = _quadrant_images(rng, 192)
+    x = ffmodel.create_tensor([ffconfig.batch_size, 1, 8, 8], DataType.DT_FLOAT)
+    t = ffmodel.conv2d(x, 4, 3, 3, 1, 1, 1, 1, ActiMode.AC_MODE_RELU)
+    t = ffmodel.pool2d(t, 2, 2, 2, 2, 0, 0, PoolType.POOL_MAX)
+    t = ffmodel.flat(t)
+    t = ffmodel.dense(t, 4)
+    ffmodel.softmax(t)
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.1, momentum=0.9), loss_type=SPARSE,
+                    metrics=[ACC, SCE])
+    x_loader = ffmodel.create_data_loader(x, x_np)
+    y_loader = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    capsys.readouterr()
+    ffmodel.fit(x=x_loader, y=y_loader, epochs=5)
+    epochs = _epoch_metrics(capsys.readouterr().out)
+    assert len(epochs) == 5
+    assert epochs[-1][1] < 0.5 * epochs[0][1]
+    assert ffmodel.get_perf_metrics().get_accuracy() > 90.0     # chance is 25 %
+
+
+@pytest.mark.parametrize("script", ["digits_mlp.py", "digits_cnn.py"])
+def test_native_example_scripts(script):
+    proc = subprocess.run([sys.executable, str(REPO / "examples/native" / script),
+                           "-b", "64", "-e", "3"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = re.search(r"training accuracy: ([\d.]+)%", proc.stdout)
+    assert match, proc.stdout[-2000:]
+    assert 30.0 < float(match.group(1)) <= 100.0          # 10 classes: chance is 10 %
+
+
+# -- optimizers --------------------------------------------------------------------------
+def _dense_mse_model(argv, optimizer_factory, lin):
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
+    ffmodel.dense(x, 3, name="fc")
+    ffmodel.compile(optimizer=optimizer_factory(ffmodel),
+                    loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
+    layer = ffmodel.get_layer_by_name("fc")
+    layer.get_weight_tensor().set_weights(ffmodel, lin.weight.detach().numpy().copy())
+    layer.get_bias_tensor().set_weights(ffmodel, lin.bias.detach().numpy().copy())
+    ffmodel.init_layers()
+    return ffmodel, x, layer
+
+
+def _ff_step(ffmodel, x, x_np, y_np):
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    ffmodel.update()
+
+
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", [
+    (0.0, False, 0.0), (0.0, False, 0.01), (0.9, False, 0.0), (0.9, True, 0.0),
+    (0.8, True, 0.05)])
+def test_sgd_matches_torch(argv, rng, momentum, nesterov, weight_decay):
+    """FlexFlow's SGD is PyTorch's formula (dampening 0)."""
+    torch.manual_seed(6)
+    lin = nn.Linear(5, 3)
+    ffmodel, x, layer = _dense_mse_model(
+        argv, lambda m: SGDOptimizer(m, 0.1, momentum, nesterov, weight_decay), lin)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay)
+    for _ in range(4):
+        x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
+        _ff_step(ffmodel, x, x_np, y_np)
+        opt.zero_grad()
+        nn.MSELoss()(lin(torch.from_numpy(x_np)), torch.from_numpy(y_np)).backward()
+        opt.step()
+    torch.testing.assert_close(torch.from_numpy(layer.get_weight_tensor().get_weights(ffmodel)),
+                               lin.weight.detach())
+    torch.testing.assert_close(torch.from_numpy(layer.get_bias_tensor().get_weights(ffmodel)),
+                               lin.bias.detach())
+
+
+def test_sgd_set_learning_rate(argv, rng):
+    torch.manual_seed(7)
+    lin = nn.Linear(5, 3)
+    ffmodel, x, layer = _dense_mse_model(argv, lambda m: SGDOptimizer(m, 0.1), lin)
+    x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
+    ffmodel._optimizer.set_learning_rate(0.0)
+    before = layer.get_weight_tensor().get_weights(ffmodel)
+    _ff_step(ffmodel, x, x_np, y_np)
+    np.testing.assert_array_equal(layer.get_weight_tensor().get_weights(ffmodel), before)
+    ffmodel._optimizer.set_learning_rate(0.5)
+    _ff_step(ffmodel, x, x_np, y_np)
+    grad = layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)
+    np.testing.assert_allclose(layer.get_weight_tensor().get_weights(ffmodel),
+                               before - 0.5 * grad, rtol=1.3e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_matches_flexflow_formula(argv, rng, weight_decay):
+    """FlexFlow's Adam (fact sheet §8): alpha_t = alpha*sqrt(1-b2^t)/(1-b1^t),
+    g += wd*w, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, w -= alpha_t m/(sqrt(v)+eps)."""
+    alpha, b1, b2, eps = 0.01, 0.9, 0.99, 1e-8
+    torch.manual_seed(8)
+    lin = nn.Linear(5, 3)
+    ffmodel, x, layer = _dense_mse_model(
+        argv, lambda m: AdamOptimizer(m, alpha, b1, b2, weight_decay, eps), lin)
+    params = [lin.weight, lin.bias]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    b1t = b2t = 1.0
+    for _ in range(4):
+        x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
+        _ff_step(ffmodel, x, x_np, y_np)
+        for p in params:
+            p.grad = None
+        nn.MSELoss()(lin(torch.from_numpy(x_np)), torch.from_numpy(y_np)).backward()
+        b1t, b2t = b1t * b1, b2t * b2
+        alpha_t = alpha * math.sqrt(1 - b2t) / (1 - b1t)
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                g = p.grad + weight_decay * p
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                p -= alpha_t * m[i] / (v[i].sqrt() + eps)
+    torch.testing.assert_close(torch.from_numpy(layer.get_weight_tensor().get_weights(ffmodel)),
+                               lin.weight.detach())
+    torch.testing.assert_close(torch.from_numpy(layer.get_bias_tensor().get_weights(ffmodel)),
+                               lin.bias.detach())
+
+
+# -- loops -------------------------------------------------------------------------------
+def _classifier(argv, weights=None):
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
+    ffmodel.softmax(ffmodel.dense(x, 3, name="fc"))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.2, momentum=0.5), loss_type=SPARSE,
+                    metrics=[ACC, SCE])
+    layer = ffmodel.get_layer_by_name("fc")
+    if weights is not None:
+        layer.get_weight_tensor().set_weights(ffmodel, weights[0])
+        layer.get_bias_tensor().set_weights(ffmodel, weights[1])
+    return ffmodel, x, layer
+
+
+def test_manual_loop_equals_fit(argv, rng):
+    x_np = randn(rng, 3 * BATCH + 2, 6)               # 2 leftover samples are dropped
+    y_np = rng.integers(0, 3, (3 * BATCH + 2, 1)).astype(np.int32)
+    w = (randn(rng, 3, 6), randn(rng, 3))
+
+    fit_model, fx, flayer = _classifier(argv, w)
+    fxl = fit_model.create_data_loader(fx, x_np)
+    fyl = fit_model.create_data_loader(fit_model.label_tensor, y_np)
+    fit_model.init_layers()
+    fit_model.fit(x=fxl, y=fyl, epochs=2)
+
+    man_model, mx, mlayer = _classifier(argv, w)
+    mxl = man_model.create_data_loader(mx, x_np)
+    myl = man_model.create_data_loader(man_model.label_tensor, y_np)
+    man_model.init_layers()
+    for _ in range(2):
+        mxl.reset()
+        myl.reset()
+        man_model.reset_metrics()
+        for _ in range(myl.num_samples // BATCH):
+            mxl.next_batch(man_model)
+            myl.next_batch(man_model)
+            man_model.forward()
+            man_model.zero_gradients()
+            man_model.backward()
+            man_model.update()
+    for getter in ("get_weight_tensor", "get_bias_tensor"):
+        torch.testing.assert_close(
+            torch.from_numpy(getattr(mlayer, getter)().get_weights(man_model)),
+            torch.from_numpy(getattr(flayer, getter)().get_weights(fit_model)))
+    assert man_model.get_perf_metrics().values() == pytest.approx(
+        fit_model.get_perf_metrics().values())
+    assert man_model.get_perf_metrics().get_accuracy() == fit_model.get_perf_metrics().get_accuracy()
+
+
+def test_fit_accepts_list_of_loaders(argv, rng):
+    ffmodel, x, _ = _classifier(argv)
+    xl = ffmodel.create_data_loader(x, randn(rng, 2 * BATCH, 6))
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor,
+                                    rng.integers(0, 3, (2 * BATCH, 1)).astype(np.int32))
+    ffmodel.init_layers()
+    loaders = [xl]
+    ffmodel.fit(x=loaders, y=yl, epochs=1)
+    assert ffmodel.get_perf_metrics().get_accuracy() >= 0.0
+
+
+def test_eval_does_not_change_weights_and_measures(argv, rng):
+    x_np = randn(rng, 3 * BATCH, 6)
+    y_np = rng.integers(0, 3, (3 * BATCH, 1)).astype(np.int32)
+    ffmodel, x, layer = _classifier(argv)
+    xl = ffmodel.create_data_loader(x, x_np)
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    ffmodel.fit(x=xl, y=yl, epochs=1)
+    w = layer.get_weight_tensor().get_weights(ffmodel)
+    b = layer.get_bias_tensor().get_weights(ffmodel)
+    ffmodel.eval(x=xl, y=yl)
+    np.testing.assert_array_equal(layer.get_weight_tensor().get_weights(ffmodel), w)
+    np.testing.assert_array_equal(layer.get_bias_tensor().get_weights(ffmodel), b)
+    probs = torch.softmax(torch.from_numpy(x_np) @ torch.from_numpy(w).T + torch.from_numpy(b), -1)
+    labels = torch.from_numpy(y_np[:, 0]).long()
+    expected_acc = 100.0 * float((probs.argmax(-1) == labels).float().mean())
+    assert ffmodel.get_perf_metrics().get_accuracy() == pytest.approx(expected_acc)
+    expected_sce = float(nn.NLLLoss()(torch.log(probs), labels))
+    assert ffmodel.get_perf_metrics().values()["sparse_categorical_crossentropy"] == \
+        pytest.approx(expected_sce, rel=1e-5)
+
+
+# -- losses --------------------------------------------------------------------------------
+def test_sparse_ce_3d_output_gradient(argv, rng):
+    """Output (B, S, V), labels (B, S, 1): the gradient at the logits is that of
+    CrossEntropyLoss(reduction="sum") / B (FlexFlow scales by 1/batch, not 1/tokens)."""
+    S, F_, V = 3, 4, 5
+    torch.manual_seed(9)
+    lin = nn.Linear(F_, V)
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, S, F_), DataType.DT_FLOAT)
+    logits = ffmodel.dense(x, V, name="fc")
+    probs = ffmodel.softmax(logits)
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.1), loss_type=SPARSE, metrics=[ACC, SCE])
+    assert ffmodel.label_tensor.dims == (BATCH, S, 1)
+    assert ffmodel.label_tensor.data_type == DataType.DT_INT32
+    layer = ffmodel.get_layer_by_name("fc")
+    layer.get_weight_tensor().set_weights(ffmodel, lin.weight.detach().numpy().copy())
+    layer.get_bias_tensor().set_weights(ffmodel, lin.bias.detach().numpy().copy())
+    x_np = randn(rng, BATCH, S, F_)
+    y_np = rng.integers(0, V, (BATCH, S)).astype(np.int32)     # (N, S) feeds (B, S, 1)
+    xl = ffmodel.create_data_loader(x, x_np)
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    xl.next_batch(ffmodel)
+    yl.next_batch(ffmodel)
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+
+    t_logits = lin(torch.from_numpy(x_np))
+    t_logits.retain_grad()
+    labels = torch.from_numpy(y_np).long()
+    loss = nn.CrossEntropyLoss(reduction="sum")(t_logits.reshape(-1, V), labels.reshape(-1)) / BATCH
+    loss.backward()
+    torch.testing.assert_close(torch.from_numpy(probs.get_tensor(ffmodel)),
+                               torch.softmax(t_logits, -1).detach())
+    torch.testing.assert_close(
+        torch.from_numpy(logits.get_gradients(ffmodel, ParameterSyncType.PS)), t_logits.grad)
+    torch.testing.assert_close(
+        torch.from_numpy(layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
+        lin.weight.grad)
+    torch.testing.assert_close(
+        torch.from_numpy(layer.get_bias_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
+        lin.bias.grad)
+    # Metrics count every position: mean -log p over B*S tokens.
+    mean_ce = nn.CrossEntropyLoss()(t_logits.reshape(-1, V), labels.reshape(-1))
+    perf = ffmodel.get_perf_metrics()
+    assert perf.values()["sparse_categorical_crossentropy"] == pytest.approx(float(mean_ce), rel=1e-5)
+    expected_acc = 100.0 * float((t_logits.argmax(-1) == labels).float().mean())
+    assert perf.get_accuracy() == pytest.approx(expected_acc)
+
+
+@pytest.mark.parametrize("loss_type", [LossType.LOSS_CATEGORICAL_CROSSENTROPY,
+                                       LossType.LOSS_IDENTITY])
+def test_dense_label_losses_gradient(argv, rng, loss_type):
+    """Categorical CE writes (p - y)/B into the final output; LOSS_IDENTITY writes 1/B."""
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
+    out = ffmodel.softmax(x)
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=loss_type,
+                    metrics=[MetricsType.METRICS_ACCURACY])
+    assert ffmodel.label_tensor.dims == (BATCH, 5)
+    x_np = randn(rng, BATCH, 5)
+    onehot = np.eye(5, dtype=np.float32)[rng.integers(0, 5, BATCH)]
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, onehot)
+    ffmodel.init_layers()
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    p = torch.softmax(torch.from_numpy(x_np), -1)
+    if loss_type == LossType.LOSS_CATEGORICAL_CROSSENTROPY:
+        expected = (p - torch.from_numpy(onehot)) / BATCH
+    else:
+        expected = torch.full_like(p, 1.0 / BATCH)
+    torch.testing.assert_close(
+        torch.from_numpy(out.get_model_output_gradients(ffmodel, ParameterSyncType.PS)), expected)
+    torch.testing.assert_close(
+        torch.from_numpy(x.get_gradients(ffmodel, ParameterSyncType.PS)), expected)
+    acc = 100.0 * float((p.argmax(-1) == torch.from_numpy(onehot).argmax(-1)).float().mean())
+    assert ffmodel.get_perf_metrics().get_accuracy() == pytest.approx(acc)
+
+
+def test_mse_metrics_values(argv, rng):
+    """METRICS_MEAN_SQUARED_ERROR: per-sample sum of squared errors, averaged."""
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
+    ffmodel.identity(x)
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel),
+                    loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR,
+                             MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
+                             MetricsType.METRICS_MEAN_ABSOLUTE_ERROR])
+    x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 5)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
+    ffmodel.init_layers()
+    ffmodel.forward()
+    ffmodel.compute_metrics()
+    d = torch.from_numpy(x_np - y_np)
+    values = ffmodel.get_perf_metrics().values()
+    assert values["mean_squared_error"] == pytest.approx(float((d ** 2).sum(-1).mean()), rel=1e-5)
+    assert values["root_mean_squared_error"] == pytest.approx(
+        float((d ** 2).sum(-1).sqrt().mean()), rel=1e-5)
+    assert values["mean_absolute_error"] == pytest.approx(float(d.abs().sum(-1).mean()), rel=1e-5)
+    ffmodel.reset_metrics()
+    assert ffmodel.get_perf_metrics().get_accuracy() == 0.0
