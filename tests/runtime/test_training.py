@@ -335,7 +335,7 @@ def test_sparse_ce_3d_output_gradient(argv, rng):
     # Metrics count every position: mean -log p over B*S tokens.
     mean_ce = nn.CrossEntropyLoss()(t_logits.reshape(-1, V), labels.reshape(-1))
     perf = ffmodel.get_perf_metrics()
-    assert perf.values()["sparse_categorical_crossentropy"] == pytest.approx(float(mean_ce), rel=1e-5)
+    assert perf.values()["sparse_categorical_crossentropy"] == pytest.approx(mean_ce.item(), rel=1e-5)
     expected_acc = 100.0 * float((t_logits.argmax(-1) == labels).float().mean())
     assert perf.get_accuracy() == pytest.approx(expected_acc)
 

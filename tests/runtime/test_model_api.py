@@ -1,0 +1,202 @@
+"""FFModel/Tensor/Op bookkeeping: layers, wrappers, gradient accumulation, constants,
+attribute tensors, mapping and direct SingleDataLoader construction."""
+
+import numpy as np
+import pytest
+import torch
+
+from flexflow_torch.core import ActiMode, DataType, ParameterSyncType, SingleDataLoader
+from flexflow_torch.runtime.layers import Conv2D, Linear, Op, Relu
+from flexflow_torch.errors import DataLoaderError
+from rt_helpers import BATCH, compile_mse, randn
+
+
+def test_layers_dict_and_wrappers(ffmodel):
+    x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
+    h = ffmodel.dense(x, 4, ActiMode.AC_MODE_RELU, name="fc1")
+    r = ffmodel.relu(h)
+    out = ffmodel.dense(r, 2, name="fc2")
+    layers = ffmodel.get_layers()
+    assert list(layers) == [0, 1, 2]
+    assert [type(op) for op in layers.values()] == [Linear, Relu, Linear]
+    assert all(isinstance(op, Op) for op in layers.values())
+    assert ffmodel.get_layer_by_id(1) is layers[1]
+    assert ffmodel.get_last_layer() is layers[2]
+    assert ffmodel.get_layer_by_name("fc2") is layers[2]
+    assert layers[1].name is None and layers[0].name == "fc1"
+    assert [op.idx for op in layers.values()] == [0, 1, 2]
+    assert h.owner_op is layers[0] and out.owner_op is layers[2]
+    assert x.owner_op is None
+    fc1 = layers[0]
+    assert fc1.get_number_inputs() == 1 and fc1.get_number_outputs() == 1
+    assert fc1.get_input_by_id(0).dims == (BATCH, 6)
+    assert fc1.get_input_tensor().dims == (BATCH, 6)
+    assert fc1.get_output_tensor().dims == (BATCH, 4)
+    assert fc1.get_number_parameters() == 2
+    assert fc1.get_parameter_by_id(0).dims == (4, 6)
+    assert out.num_dims == 2 and out.dims == (BATCH, 2)
+
+
+def test_print_layers(ffmodel, capsys):
+    x = ffmodel.create_tensor((BATCH, 1, 5, 5), DataType.DT_FLOAT)
+    ffmodel.conv2d(x, 2, 3, 3, 1, 1, 0, 0, name="conv")
+    ffmodel.print_layers()
+    ffmodel.print_layers(0)
+    text = capsys.readouterr().out
+    assert text.count("CONV2D") == 2 and "conv" in text
+    assert isinstance(ffmodel.get_layer_by_name("conv"), Conv2D)
+
+
+def test_gradients_accumulate_without_zero_gradients(ffmodel, rng):
+    """FlexFlow's backward kernels accumulate (+=); zero_gradients resets them."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    ffmodel.dense(x, 2, name="fc")
+    compile_mse(ffmodel)
+    x.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 2))
+    ffmodel.init_layers()
+    weight = ffmodel.get_layer_by_name("fc").get_weight_tensor()
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    once = weight.get_gradients(ffmodel, ParameterSyncType.PS)
+    ffmodel.forward()
+    ffmodel.backward()
+    torch.testing.assert_close(torch.from_numpy(weight.get_gradients(ffmodel, ParameterSyncType.PS)),
+                               torch.from_numpy(2 * once))
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    torch.testing.assert_close(torch.from_numpy(weight.get_gradients(ffmodel, ParameterSyncType.PS)),
+                               torch.from_numpy(once))
+
+
+def test_model_output_accessors(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    h = ffmodel.scalar_multiply(x, 2.0, inplace=False)
+    out = ffmodel.exp(h)
+    compile_mse(ffmodel)
+    x_np = randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    ffmodel.forward()
+    # FlexFlow returns the final operator's output whichever tensor it is called on.
+    np.testing.assert_array_equal(h.get_model_output_tensor(ffmodel), out.get_tensor(ffmodel))
+    np.testing.assert_allclose(out.get_tensor(ffmodel), np.exp(2 * x_np), rtol=1.3e-6)
+
+
+def test_create_constant(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    c = ffmodel.create_constant((BATCH, 3), 0.5, DataType.DT_FLOAT)
+    out = ffmodel.multiply(x, c)
+    compile_mse(ffmodel)
+    x_np = randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    torch.testing.assert_close(torch.from_numpy(out.get_tensor(ffmodel)),
+                               torch.from_numpy(x_np * 0.5))
+    np.testing.assert_array_equal(c.get_gradients(ffmodel, ParameterSyncType.PS),
+                                  np.zeros((BATCH, 3), np.float32))
+
+
+def test_attr_tensors_loaded_at_compile(ffmodel, rng):
+    """FlexFlow's compile() calls set_tensor for every pending ffmodel.attr_tensors entry."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    attr = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT, False)
+    out = ffmodel.add(x, attr)
+    attr_np = randn(rng, BATCH, 3)
+    ffmodel.attr_tensors[attr] = attr_np
+    compile_mse(ffmodel)
+    np.testing.assert_array_equal(attr.get_tensor(ffmodel), attr_np)
+    x_np = randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    ffmodel.forward()
+    torch.testing.assert_close(torch.from_numpy(out.get_tensor(ffmodel)),
+                               torch.from_numpy(x_np + attr_np))
+
+
+def test_weights_roundtrip_and_label_tensor(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    ffmodel.dense(x, 2, name="fc")
+    compile_mse(ffmodel)
+    label = ffmodel.label_tensor
+    assert label.dims == (BATCH, 2) and label.data_type == DataType.DT_FLOAT
+    w = ffmodel.get_layer_by_name("fc").get_weight_tensor()
+    w_np = randn(rng, 2, 3)
+    assert w.set_weights(ffmodel, w_np)
+    got = w.get_weights(ffmodel)
+    np.testing.assert_array_equal(got, w_np)
+    assert got.dtype == np.float32
+    w_np[0, 0] = 99.0                          # set_weights copied the buffer
+    assert w.get_weights(ffmodel)[0, 0] != 99.0
+
+
+def test_inline_map_and_attach(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    out = ffmodel.relu(x)
+    compile_mse(ffmodel)
+    x_np = randn(rng, BATCH, 3)
+    x.attach_numpy_array(ffmodel, ffmodel._ffconfig, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    ffmodel.forward()
+    out.inline_map(ffmodel, ffmodel._ffconfig)
+    assert out.is_mapped()
+    np.testing.assert_array_equal(out.get_array(ffmodel, ffmodel._ffconfig), np.maximum(x_np, 0))
+    assert out.get_flat_array(ffmodel, ffmodel._ffconfig).shape == (BATCH * 3,)
+    out.inline_unmap(ffmodel, ffmodel._ffconfig)
+    assert not out.is_mapped()
+    x.detach_numpy_array(ffmodel._ffconfig)
+
+
+def test_single_data_loader_direct(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    ffmodel.relu(x)
+    compile_mse(ffmodel)
+    data = randn(rng, 3 * BATCH, 3)
+    loader = SingleDataLoader(ffmodel, x, data, 2 * BATCH, DataType.DT_FLOAT)
+    assert loader.num_samples == 2 * BATCH
+    loader.next_batch(ffmodel)
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), data[:BATCH])
+    loader.next_batch(ffmodel)
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), data[BATCH:2 * BATCH])
+    loader.reset()
+    loader.num_samples = BATCH                  # only the first batch is served now
+    loader.next_batch(ffmodel)
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), data[:BATCH])
+    with pytest.raises(DataLoaderError):
+        loader.next_batch(ffmodel)
+    with pytest.raises(DataLoaderError):        # only num_samples rows were copied
+        loader.num_samples = 3 * BATCH
+
+
+def test_loader_trailing_shape_only_counts_values(ffmodel, rng):
+    """The pointer loader takes only N from the array; (N, 6) feeds a (B, 2, 3) tensor."""
+    x = ffmodel.create_tensor((BATCH, 2, 3), DataType.DT_FLOAT)
+    ffmodel.relu(x)
+    compile_mse(ffmodel)
+    data = randn(rng, BATCH, 6)
+    loader = ffmodel.create_data_loader(x, data)
+    loader.next_batch(ffmodel)
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), data.reshape(BATCH, 2, 3))
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu"])
+def test_inplace_flag_ignored_for_relu_gelu(ffmodel, rng, name):
+    """relu/gelu accept inplace=True (their default) but FlexFlow ignores it."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    getattr(ffmodel, name)(x, inplace=True)
+    compile_mse(ffmodel)
+    x_np = randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    ffmodel.forward()
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), x_np)
