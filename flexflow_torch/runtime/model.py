@@ -325,4 +325,9 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         self._optimizer.step(self._params())
 
     def get_perf_metrics(self):
-        return self._perf
+        """A snapshot of the accumulated metrics: FlexFlow's C API copies them into a
+        new PerfMetrics, so later batches do not change an object already returned."""
+        snapshot = PerfMetrics(None)
+        snapshot.correct, snapshot.total = self._perf.correct, self._perf.total
+        snapshot.sums = dict(self._perf.sums)
+        return snapshot

@@ -430,3 +430,14 @@ def test_every_error_is_a_flexflow_torch_error():
     assert issubclass(ShapeError, ValueError) and issubclass(DTypeError, TypeError)
     assert issubclass(UnsupportedByFlexFlowError, NotImplementedError)
     assert ParameterSyncType.PS.value == 81
+
+
+def test_dense_l1_regularizer_rejected_before_recording(ffmodel):
+    from flexflow_torch.core import RegularizerMode
+
+    class L1:
+        type, _lambda = RegularizerMode.REG_MODE_L1, 0.1
+    x = ffmodel.create_tensor((BATCH, 3), F)
+    with pytest.raises(UnsupportedByFlexFlowError):
+        ffmodel.dense(x, 2, kernel_regularizer=L1())
+    assert ffmodel.get_layers() == {}

@@ -395,3 +395,60 @@ def test_mse_metrics_values(argv, rng):
     assert values["mean_absolute_error"] == pytest.approx(float(d.abs().sum(-1).mean()), rel=1e-5)
     ffmodel.reset_metrics()
     assert ffmodel.get_perf_metrics().get_accuracy() == 0.0
+
+
+def test_perf_metrics_are_snapshots(argv, rng):
+    """get_perf_metrics() returns a copy (FlexFlow's C API news a PerfMetrics), so the
+    per-epoch values can be collected across fit calls."""
+    ffconfig, ffmodel = _new_model(argv, 16)
+    x_np, y_np = _blobs(rng, 128)
+    x = ffmodel.create_tensor([ffconfig.batch_size, 8], DataType.DT_FLOAT)
+    ffmodel.softmax(ffmodel.dense(x, 3))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.05), loss_type=SPARSE, metrics=[ACC, SCE])
+    x_loader = ffmodel.create_data_loader(x, x_np)
+    y_loader = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    history = []
+    for _ in range(4):
+        ffmodel.fit(x=x_loader, y=y_loader, epochs=1)
+        history.append(ffmodel.get_perf_metrics())
+    losses = [p.values()["sparse_categorical_crossentropy"] for p in history]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0]
+    assert history[0].get_accuracy() < history[-1].get_accuracy()
+
+
+class _Regularizer:
+    """What FlexFlow's dense reads from a kernel_regularizer (keras.regularizers.L2)."""
+
+    def __init__(self, mode, lam):
+        self.type, self._lambda = mode, lam
+
+
+def test_dense_l2_kernel_regularizer(argv, rng):
+    """L2 adds lambda * W to the kernel gradient (not to the bias)."""
+    from flexflow_torch.core import RegularizerMode
+    torch.manual_seed(10)
+    lin = nn.Linear(5, 3)
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
+    ffmodel.dense(x, 3, kernel_regularizer=_Regularizer(RegularizerMode.REG_MODE_L2, 0.3),
+                  name="fc")
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
+    layer = ffmodel.get_layer_by_name("fc")
+    layer.get_weight_tensor().set_weights(ffmodel, lin.weight.detach().numpy().copy())
+    layer.get_bias_tensor().set_weights(ffmodel, lin.bias.detach().numpy().copy())
+    x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
+    ffmodel.init_layers()
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    nn.MSELoss()(lin(torch.from_numpy(x_np)), torch.from_numpy(y_np)).backward()
+    torch.testing.assert_close(
+        torch.from_numpy(layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
+        lin.weight.grad + 0.3 * lin.weight.detach())
+    torch.testing.assert_close(
+        torch.from_numpy(layer.get_bias_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
+        lin.bias.grad)

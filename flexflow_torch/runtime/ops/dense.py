@@ -35,6 +35,10 @@ class DenseOps:
                 f"dense: fused activation {activation.name} aborts in FlexFlow's kernel "
                 "set-up (only AC_MODE_RELU and AC_MODE_SIGMOID work); add a separate "
                 "activation op after the dense layer")
+        if kernel_regularizer is not None and kernel_regularizer.type != RegularizerMode.REG_MODE_L2:
+            raise UnsupportedByFlexFlowError(
+                f"dense: only L2 kernel regularisation exists in FlexFlow, "
+                f"got {kernel_regularizer.type.name}")
         in_dim = input.dims[-1]
         out_type = input.data_type if datatype == DataType.DT_NONE else datatype
         weights = [self._weight((out_dim, in_dim), kernel_initializer or
@@ -49,10 +53,6 @@ class DenseOps:
             return [act(y) if act else y]
         out = self._add_layer(OpType.LINEAR, name, [input], fn, weights=weights)
         if kernel_regularizer is not None:
-            if kernel_regularizer.type != RegularizerMode.REG_MODE_L2:
-                raise UnsupportedByFlexFlowError(
-                    f"dense: only L2 kernel regularisation exists in FlexFlow, "
-                    f"got {kernel_regularizer.type.name}")
             out.owner_op.handle.regularizer = float(kernel_regularizer._lambda)
         return out
 
