@@ -200,3 +200,54 @@ def test_inplace_flag_ignored_for_relu_gelu(ffmodel, rng, name):
     ffmodel.init_layers()
     ffmodel.forward()
     np.testing.assert_array_equal(x.get_tensor(ffmodel), x_np)
+
+
+def test_initial_weights(ffmodel):
+    """Before set_weights: Glorot-uniform kernels, zero biases, layer_norm gamma 1 / beta 0
+    (FlexFlow's hard-wired initialisers); user initializers are honoured here."""
+    from flexflow_torch.core import (NormInitializer, UniformInitializer, ZeroInitializer)
+    x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
+    h = ffmodel.dense(x, 4, name="glorot")
+    h = ffmodel.dense(h, 5, kernel_initializer=UniformInitializer(1, 0.2, 0.3), name="uniform")
+    h = ffmodel.dense(h, 5, kernel_initializer=ZeroInitializer(),
+                      bias_initializer=NormInitializer(2, 5.0, 0.01), name="zero")
+    ffmodel.layer_norm(h, [0], name="ln")
+    compile_mse(ffmodel)
+    w = ffmodel.get_layer_by_name("glorot").get_weight_tensor().get_weights(ffmodel)
+    bound = np.sqrt(6.0 / (6 + 4))
+    assert np.all(np.abs(w) <= bound) and np.std(w) > 0.1 * bound
+    np.testing.assert_array_equal(
+        ffmodel.get_layer_by_name("glorot").get_bias_tensor().get_weights(ffmodel), np.zeros(4))
+    u = ffmodel.get_layer_by_name("uniform").get_weight_tensor().get_weights(ffmodel)
+    assert np.all((u >= 0.2) & (u <= 0.3))
+    z = ffmodel.get_layer_by_name("zero")
+    np.testing.assert_array_equal(z.get_weight_tensor().get_weights(ffmodel), np.zeros((5, 5)))
+    assert abs(z.get_bias_tensor().get_weights(ffmodel).mean() - 5.0) < 0.05
+    ln = ffmodel.get_layer_by_name("ln")
+    np.testing.assert_array_equal(ln.get_weight_tensor().get_weights(ffmodel), np.ones(5))
+    np.testing.assert_array_equal(ln.get_bias_tensor().get_weights(ffmodel), np.zeros(5))
+
+
+def _dropout_mask(argv, rng_seed, seed):
+    from flexflow_torch.core import FFConfig, FFModel
+    argv("-b", BATCH)
+    ffmodel = FFModel(FFConfig())
+    x = ffmodel.create_tensor((BATCH, 64), DataType.DT_FLOAT)
+    out = ffmodel.dropout(x, 0.5, seed)
+    compile_mse(ffmodel)
+    x.set_tensor(ffmodel, np.ones((BATCH, 64), np.float32) + np.arange(64, dtype=np.float32))
+    ffmodel.label_tensor.set_tensor(ffmodel, np.zeros((BATCH, 64), np.float32))
+    ffmodel.init_layers()
+    masks = []
+    for _ in range(2):
+        ffmodel.forward()
+        masks.append(out.get_tensor(ffmodel) == 0)
+    return masks
+
+
+def test_dropout_seeded_masks(argv):
+    """A fixed seed gives the same mask sequence in a new model; each forward draws anew."""
+    a, b = _dropout_mask(argv, 0, 5), _dropout_mask(argv, 0, 5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], a[1])
