@@ -30,7 +30,7 @@ def aten_layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e
     name = weight.layer_name if affine else None
     y = ctx.emit("layer_norm", {"input": x},
                  {"axes": list(range(k)), "elementwise_affine": affine, "eps": float(eps),
-                  "use_bias": affine and bias is not None}, name=name)
+                  "use_bias": affine and bias is not None}, name=name, weights=weights)
     if not affine:
         if weight is not None:
             y = binary(ctx, "multiply", y, weight)
