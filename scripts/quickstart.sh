@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Set up and run the main job: a FlexFlow-API training demo on the embedded runtime.
+# Set up, prepare the English-Sinhala data and train the converted mT5 model on the
+# embedded FlexFlow runtime; prints where the predictions, scores and plot went.
+# Extra arguments go to mt5_ff.py (e.g. -b 32 -e 3, --model DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python examples/native/digits_mlp.py -b 64 -e 10 "$@"
+.venv/bin/python scripts/prepare_mt5_data.py --out examples/mt5/data
+.venv/bin/python examples/mt5/mt5_ff.py -b 16 -e 2 "$@"
