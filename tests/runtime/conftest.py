@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from flexflow_torch.core import FFConfig, FFModel, init_flexflow_runtime
 from flexflow_torch.runtime import config as ff_config
@@ -12,7 +13,11 @@ from rt_helpers import BATCH
 
 @pytest.fixture(autouse=True, scope="session")
 def _runtime():
-    """FlexFlow needs init_flexflow_runtime() once before any object is created."""
+    """FlexFlow needs init_flexflow_runtime() once before any object is created.
+
+    The tensors here are tiny: one thread per pytest-xdist worker avoids
+    oversubscribing the cores."""
+    torch.set_num_threads(1)
     init_flexflow_runtime()
     yield
 

@@ -178,7 +178,7 @@ def test_ffmodel_needs_ffconfig():
 
 
 def _run_python(code, backend):
-    env = dict(os.environ, FLEXFLOW_TORCH_BACKEND=backend)
+    env = dict(os.environ, FLEXFLOW_TORCH_BACKEND=backend, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -2,6 +2,7 @@
 hand computations of FlexFlow's formulas, fit vs. a manual loop, eval, losses."""
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def test_cnn_learns_bright_quadrant(argv, rng, capsys):
 def test_native_example_scripts(script):
     proc = subprocess.run([sys.executable, str(REPO / "examples/native" / script),
                            "-b", "64", "-e", "3"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     match = re.search(r"training accuracy: ([\d.]+)%", proc.stdout)
     assert match, proc.stdout[-2000:]
