@@ -211,3 +211,13 @@ def test_unary_chain_gradients(ffmodel, rng):
     out = ffmodel.scalar_add(t, -1.0, inplace=False)
     align(ffmodel, [(x, x_np)], out, lambda v: torch.exp(torch.tanh(v * 0.5)) - 1.0,
           ["ScalarMultiply", "Tanh", "Exp", "ScalarAdd"])
+
+
+def test_dropout_rate_zero_is_exact_copy(ffmodel, rng):
+    x_np = randn(rng, *SHAPE)
+    x = ffmodel.create_tensor(SHAPE, DataType.DT_FLOAT)
+    out = ffmodel.dropout(x, 0.0, 0)
+    res = align(ffmodel, [(x, x_np)], out, lambda t: t * 1, ["Dropout"])
+    np.testing.assert_array_equal(res.ff_out, x_np)
+    np.testing.assert_array_equal(x.get_gradients(ffmodel, ParameterSyncType.PS),
+                                  out.get_gradients(ffmodel, ParameterSyncType.PS))
