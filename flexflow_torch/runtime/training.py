@@ -151,6 +151,12 @@ class TrainingLoop:
         if iterations == 0:
             raise DataLoaderError(f"the label loader holds {y.num_samples} samples, fewer than "
                                   f"one batch of {batch}: nothing to run")
+        for d in loaders:       # fail before any compute, not mid-epoch
+            if d.num_samples < iterations * batch:
+                raise DataLoaderError(
+                    f"a data loader holds {d.num_samples} samples but the label loader's "
+                    f"{y.num_samples} need {iterations} batches of {batch}; give every "
+                    "loader as many samples as the labels")
         return loaders, iterations
 
     def _run(self, loaders, iterations, desc, train):

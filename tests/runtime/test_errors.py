@@ -441,3 +441,20 @@ def test_dense_l1_regularizer_rejected_before_recording(ffmodel):
     with pytest.raises(UnsupportedByFlexFlowError):
         ffmodel.dense(x, 2, kernel_regularizer=L1())
     assert ffmodel.get_layers() == {}
+
+
+@pytest.mark.parametrize("method", ["fit", "eval"])
+def test_input_loader_shorter_than_labels(ffmodel, rng, method):
+    """fit/eval run y.num_samples // batch iterations; a shorter input loader is refused
+    before the first update rather than running dry mid-epoch."""
+    x = _model_with_dense(ffmodel)
+    compile_mse(ffmodel)
+    xl = ffmodel.create_data_loader(x, randn(rng, 2 * BATCH, 3))
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor, randn(rng, 4 * BATCH, 2))
+    ffmodel.init_layers()
+    weight = ffmodel.get_layer_by_name("fc").get_weight_tensor()
+    before = weight.get_weights(ffmodel)
+    with pytest.raises(DataLoaderError):
+        getattr(ffmodel, method)(x=xl, y=yl)
+    np.testing.assert_array_equal(weight.get_weights(ffmodel), before)
+    assert ffmodel.get_perf_metrics().get_accuracy() == 0.0
