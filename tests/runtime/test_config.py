@@ -53,6 +53,8 @@ def test_defaults(argv):
     (["-offload"], "cpu_offload", True),
 ])
 def test_flag(argv, flags, field, value):
+    """Fields without a Python property in FlexFlow (e.g. learning rate, -ll:fsize)
+    are read from the embedded FFConfig's handle, its C++ FFConfig stand-in."""
     argv(*flags)
     cfg = FFConfig()
     assert cfg.handle[field] == value

@@ -43,7 +43,8 @@ def test_bad_loader_arrays(ffmodel, rng, array, error):
     compile_mse(ffmodel)
     with pytest.raises(error):
         ffmodel.create_data_loader(x, array)
-    assert x.handle.value is None              # nothing was loaded
+    with pytest.raises(ModelStateError):       # nothing was loaded
+        x.get_tensor(ffmodel)
 
 
 def test_int64_array_for_int32_tensor(ffmodel, rng):

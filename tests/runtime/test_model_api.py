@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from flexflow_torch.core import ActiMode, DataType, ParameterSyncType, SingleDataLoader
+from flexflow_torch.core import (ActiMode, DataType, FFConfig, ParameterSyncType,
+                                 SingleDataLoader)
 from flexflow_torch.runtime.layers import Conv2D, Linear, Op, Relu
 from flexflow_torch.errors import DataLoaderError
 from rt_helpers import BATCH, compile_mse, randn
@@ -142,18 +143,19 @@ def test_inline_map_and_attach(ffmodel, rng):
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
     out = ffmodel.relu(x)
     compile_mse(ffmodel)
+    ffconfig = FFConfig()
     x_np = randn(rng, BATCH, 3)
-    x.attach_numpy_array(ffmodel, ffmodel._ffconfig, x_np)
+    x.attach_numpy_array(ffmodel, ffconfig, x_np)
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
     ffmodel.init_layers()
     ffmodel.forward()
-    out.inline_map(ffmodel, ffmodel._ffconfig)
+    out.inline_map(ffmodel, ffconfig)
     assert out.is_mapped()
-    np.testing.assert_array_equal(out.get_array(ffmodel, ffmodel._ffconfig), np.maximum(x_np, 0))
-    assert out.get_flat_array(ffmodel, ffmodel._ffconfig).shape == (BATCH * 3,)
-    out.inline_unmap(ffmodel, ffmodel._ffconfig)
+    np.testing.assert_array_equal(out.get_array(ffmodel, ffconfig), np.maximum(x_np, 0))
+    assert out.get_flat_array(ffmodel, ffconfig).shape == (BATCH * 3,)
+    out.inline_unmap(ffmodel, ffconfig)
     assert not out.is_mapped()
-    x.detach_numpy_array(ffmodel._ffconfig)
+    x.detach_numpy_array(ffconfig)
 
 
 def test_single_data_loader_direct(ffmodel, rng):
@@ -229,7 +231,7 @@ def test_initial_weights(ffmodel):
 
 
 def _dropout_mask(argv, rng_seed, seed):
-    from flexflow_torch.core import FFConfig, FFModel
+    from flexflow_torch.core import FFModel
     argv("-b", BATCH)
     ffmodel = FFModel(FFConfig())
     x = ffmodel.create_tensor((BATCH, 64), DataType.DT_FLOAT)

@@ -162,13 +162,18 @@ def test_sgd_matches_torch(argv, rng, momentum, nesterov, weight_decay):
 def test_sgd_set_learning_rate(argv, rng):
     torch.manual_seed(7)
     lin = nn.Linear(5, 3)
-    ffmodel, x, layer = _dense_mse_model(argv, lambda m: SGDOptimizer(m, 0.1), lin)
+    optimizers = []
+
+    def make_sgd(m):
+        optimizers.append(SGDOptimizer(m, 0.1))
+        return optimizers[-1]
+    ffmodel, x, layer = _dense_mse_model(argv, make_sgd, lin)
     x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
-    ffmodel._optimizer.set_learning_rate(0.0)
+    optimizers[0].set_learning_rate(0.0)
     before = layer.get_weight_tensor().get_weights(ffmodel)
     _ff_step(ffmodel, x, x_np, y_np)
     np.testing.assert_array_equal(layer.get_weight_tensor().get_weights(ffmodel), before)
-    ffmodel._optimizer.set_learning_rate(0.5)
+    optimizers[0].set_learning_rate(0.5)
     _ff_step(ffmodel, x, x_np, y_np)
     grad = layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)
     np.testing.assert_allclose(layer.get_weight_tensor().get_weights(ffmodel),
