@@ -458,3 +458,29 @@ def test_dense_l2_kernel_regularizer(argv, rng):
     torch.testing.assert_close(
         torch.from_numpy(layer.get_bias_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
         lin.bias.grad)
+
+
+def test_inference_mode(argv, rng):
+    """CompMode.INFERENCE: forward and eval work, backward and fit are refused."""
+    from flexflow_torch.core import CompMode
+    from flexflow_torch.errors import ModelStateError
+    ffconfig, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
+    probs = ffmodel.softmax(ffmodel.dense(x, 3, name="fc"))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=SPARSE, metrics=[ACC, SCE],
+                    comp_mode=CompMode.INFERENCE)
+    x_np = randn(rng, 2 * BATCH, 6)
+    y_np = rng.integers(0, 3, (2 * BATCH, 1)).astype(np.int32)
+    xl = ffmodel.create_data_loader(x, x_np)
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
+    ffmodel.init_layers()
+    layer = ffmodel.get_layer_by_name("fc")
+    w = layer.get_weight_tensor().get_weights(ffmodel)
+    b = layer.get_bias_tensor().get_weights(ffmodel)
+    ffmodel.eval(x=xl, y=yl)
+    expected = torch.softmax(torch.from_numpy(x_np[BATCH:] @ w.T + b), -1)
+    torch.testing.assert_close(torch.from_numpy(probs.get_tensor(ffmodel)), expected)
+    with pytest.raises(ModelStateError):
+        ffmodel.backward()
+    with pytest.raises(ModelStateError):
+        ffmodel.fit(x=xl, y=yl)
