@@ -238,7 +238,7 @@ class ConversionContext:
     def weight(self, key_param: Param, transpose=False):
         """Register `key_param`'s value as a program weight; returns its key."""
         key = key_param.fqn
-        arr = key_param.tensor.detach().to(torch.float32)
+        arr = key_param.tensor.detach().to(torch.float32, copy=True)
         if transpose:
             arr = arr.t()
         self.program.weights[key] = np.ascontiguousarray(arr.numpy())

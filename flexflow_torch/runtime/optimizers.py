@@ -18,6 +18,12 @@ class _Optimizer:
         self.lr = float(learning_rate)
 
 
+def _grad(p):
+    """FlexFlow updates every parameter; one that no gradient reached has a zeroed
+    gradient (weight decay, momentum and Adam's moments still act on it)."""
+    return p.grad if p.grad is not None else torch.zeros_like(p)
+
+
 class SGDOptimizer(_Optimizer):
     """g = grad + wd*w; v = m*v + g (momentum); w -= lr * (g + m*v if nesterov else v)."""
 
@@ -33,9 +39,8 @@ class SGDOptimizer(_Optimizer):
     @torch.no_grad()
     def step(self, params):
         for p in params:
-            if p.grad is None:
-                continue
-            g = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
+            grad = _grad(p)
+            g = grad.add(p, alpha=self.weight_decay) if self.weight_decay else grad
             if self.momentum > 0:
                 v = self._velocity.get(id(p))
                 v = g.clone() if v is None else v.mul_(self.momentum).add_(g)
@@ -65,9 +70,8 @@ class AdamOptimizer(_Optimizer):
         self._beta2_t *= self.beta2
         alpha_t = self.lr * math.sqrt(1 - self._beta2_t) / (1 - self._beta1_t)
         for p in params:
-            if p.grad is None:
-                continue
-            g = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
+            grad = _grad(p)
+            g = grad.add(p, alpha=self.weight_decay) if self.weight_decay else grad
             m, v = self._state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p)))
             m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
