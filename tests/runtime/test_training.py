@@ -484,3 +484,60 @@ def test_inference_mode(argv, rng):
         ffmodel.backward()
     with pytest.raises(ModelStateError):
         ffmodel.fit(x=xl, y=yl)
+
+
+def _sgd_reference(w, lr, momentum, wd, steps):
+    v = None
+    for _ in range(steps):
+        g = wd * w                                    # zero gradient + weight decay
+        v = g if v is None else momentum * v + g
+        w = w - lr * (v if momentum else g)
+    return w
+
+
+def _adam_reference(w, alpha, b1, b2, wd, eps, steps):
+    m = v = np.zeros_like(w)
+    b1t = b2t = 1.0
+    for _ in range(steps):
+        b1t, b2t = b1t * b1, b2t * b2
+        alpha_t = alpha * math.sqrt(1 - b2t) / (1 - b1t)
+        g = wd * w
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - alpha_t * m / (np.sqrt(v) + eps)
+    return w
+
+
+@pytest.mark.parametrize("make_opt,reference", [
+    (lambda m: SGDOptimizer(m, 0.1, weight_decay=0.5),
+     lambda w: _sgd_reference(w, 0.1, 0.0, 0.5, 2)),
+    (lambda m: SGDOptimizer(m, 0.1, momentum=0.9, weight_decay=0.5),
+     lambda w: _sgd_reference(w, 0.1, 0.9, 0.5, 2)),
+    (lambda m: AdamOptimizer(m, 0.01, weight_decay=0.5),
+     lambda w: _adam_reference(w, 0.01, 0.9, 0.999, 0.5, 1e-8, 2)),
+], ids=["sgd_wd", "sgd_momentum_wd", "adam_wd"])
+def test_update_covers_parameters_without_gradient_flow(argv, rng, make_opt, reference):
+    """FlexFlow's update() steps every parameter, with a zero gradient where nothing
+    flowed (weight decay and momentum still act): a hand computation with g = 0."""
+    _, ffmodel = _new_model(argv, BATCH)
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    ffmodel.dense(x, 2, use_bias=False, name="dangling")     # its output feeds nothing
+    ffmodel.dense(x, 2, name="fc")
+    ffmodel.compile(optimizer=make_opt(ffmodel),
+                    loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
+    dangling = ffmodel.get_layer_by_name("dangling").get_weight_tensor()
+    w0 = randn(rng, 2, 3)
+    dangling.set_weights(ffmodel, w0)
+    ffmodel.init_layers()
+    x.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 2))
+    for _ in range(2):
+        ffmodel.forward()
+        ffmodel.zero_gradients()
+        ffmodel.backward()
+        ffmodel.update()
+    np.testing.assert_array_equal(dangling.get_gradients(ffmodel, ParameterSyncType.PS),
+                                  np.zeros((2, 3), np.float32))
+    torch.testing.assert_close(torch.from_numpy(dangling.get_weights(ffmodel)),
+                               torch.from_numpy(reference(w0.astype(np.float64)).astype(np.float32)))
