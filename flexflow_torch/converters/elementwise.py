@@ -146,3 +146,12 @@ def aten_masked_fill(ctx, self, mask, value):
     """masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor"""
     from .logical import select
     return select(ctx, mask, value, self)
+
+
+@register(aten.abs.default)
+def aten_abs(ctx, self):
+    """abs(Tensor self) -> Tensor   (relu(x) + relu(-x); FlexFlow has no abs)"""
+    x = ctx.tensor(self)
+    pos = ctx.emit("relu", {"input": x}, {"inplace": False})
+    neg = ctx.emit("relu", {"input": scalar_op(ctx, "scalar_multiply", x, -1.0)}, {"inplace": False})
+    return ctx.emit("add", {"x": pos, "y": neg})

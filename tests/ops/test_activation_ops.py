@@ -1,0 +1,25 @@
+"""Activations and softmax."""
+
+import pytest
+import torch
+
+from flexflow_torch.testing import check_module
+
+from test_elementwise_ops import Lambda, _x
+
+CASES = [
+    ("relu", torch.relu, ["relu"]),
+    ("sigmoid", torch.sigmoid, ["sigmoid"]),
+    ("tanh", torch.tanh, ["tanh"]),
+    ("gelu_exact", torch.nn.functional.gelu, ["gelu"]),
+    ("gelu_tanh", lambda x: torch.nn.functional.gelu(x, approximate="tanh"), ["pow", "tanh", "multiply"]),
+    ("silu", torch.nn.functional.silu, ["sigmoid", "multiply"]),
+    ("leaky_relu", lambda x: torch.nn.functional.leaky_relu(x, 0.2), ["relu", "subtract"]),
+    ("softmax_last", lambda x: torch.softmax(x, -1), ["softmax"]),
+    ("softmax_mid", lambda x: torch.softmax(x, 1), ["transpose", "softmax"]),
+]
+
+
+@pytest.mark.parametrize("name,fn,ops", CASES, ids=[c[0] for c in CASES])
+def test_activation(name, fn, ops):
+    check_module(Lambda(fn), (_x(2, 3, 5) * 2,), expect_ops=ops, forbid_ops=["elu"])

@@ -1,0 +1,46 @@
+"""Attention (SDPA with masks) and convolution / pooling."""
+
+import torch
+import torch.nn.functional as F
+
+from flexflow_torch.testing import check_module
+
+from test_elementwise_ops import Lambda, _x
+
+
+def test_sdpa_causal_and_scale():
+    fn = Lambda(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3))
+    check_module(fn, (_x(2, 2, 5, 4), _x(2, 2, 5, 4, seed=1), _x(2, 2, 5, 4, seed=2)),
+                 expect_ops=["batch_matmul", "batch_matmul", "softmax", "transpose"],
+                 forbid_ops=["multihead_attention"])
+
+
+def test_sdpa_with_input_bool_mask():
+    def fn(q, k, v, mask):
+        m = mask.bool()[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    check_module(Lambda(fn), (_x(2, 2, 3, 4), _x(2, 2, 5, 4, seed=1), _x(2, 2, 5, 4, seed=2), mask),
+                 expect_ops=["batch_matmul", "softmax"])
+
+
+class CNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.avg = torch.nn.AvgPool2d(2)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = h + self.conv2(h)                       # residual
+        h = self.avg(self.pool(h))
+        h = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        return self.head(h)
+
+
+def test_residual_cnn():
+    torch.manual_seed(0)
+    check_module(CNN(), (_x(2, 3, 8, 8),), expect_ops=["conv2d", "conv2d", "pool2d", "pool2d", "pool2d", "dense"])

@@ -1,0 +1,56 @@
+"""Element-wise converters: structure (FlexFlow ops emitted) and numbers."""
+
+import pytest
+import torch
+
+from flexflow_torch.testing import check_module
+
+
+def _x(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+class Lambda(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+CASES = [
+    ("add", lambda a, b: a + b, ["add"]),
+    ("add_alpha", lambda a, b: torch.add(a, b, alpha=2.5), ["add", "scalar_multiply"]),
+    ("sub", lambda a, b: a - b, ["subtract"]),
+    ("mul", lambda a, b: a * b, ["multiply"]),
+    ("div", lambda a, b: a / (b.abs() + 1), ["pow", "multiply"]),
+    ("broadcast_rank", lambda a, b: a * b[0, 0, :], ["reshape", "multiply"]),
+    ("scalar_ops", lambda a, b: (a + 2) * 3 - 1 + b / 4, ["scalar_add", "scalar_multiply", "scalar_sub",
+                                                         "scalar_true_divide"]),
+    ("rsub", lambda a, b: 1 - a + b, ["scalar_multiply", "scalar_add"]),
+    ("neg_exp", lambda a, b: torch.exp(-a) + b, ["exp", "scalar_multiply"]),
+    ("sin_cos", lambda a, b: torch.sin(a) * torch.cos(b), ["sin", "cos"]),
+    ("pow_rsqrt_sqrt", lambda a, b: a.pow(2) + torch.rsqrt(b * b + 1) + torch.sqrt(b * b + 2), ["pow", "rsqrt"]),
+    ("reciprocal", lambda a, b: torch.reciprocal(a * a + 1) + b, ["pow"]),
+    ("maximum", lambda a, b: torch.maximum(a, b) + torch.minimum(a, b), ["max", "min"]),
+    ("scalar_div_by_tensor", lambda a, b: 2.0 / (a * a + 1) + b, ["pow", "scalar_multiply"]),
+]
+
+
+@pytest.mark.parametrize("name,fn,ops", CASES, ids=[c[0] for c in CASES])
+def test_elementwise(name, fn, ops):
+    check_module(Lambda(fn), (_x(2, 3, 4), _x(2, 3, 4, seed=1)), expect_ops=ops, forbid_ops=["divide"])
+
+
+def test_where_and_masked_fill_with_input_mask():
+    def fn(x, mask):
+        m = mask.bool()
+        return torch.where(m[:, None, :], x, 0.5) + x.masked_fill(~m[:, None, :], -3.0)
+    mask = torch.tensor([[1, 1, 0, 1], [0, 1, 1, 1]])
+    check_module(Lambda(fn), (_x(2, 3, 4), mask), expect_ops=["multiply", "add"])
+
+
+def test_cast_int_to_float_uses_implicit_cast():
+    check_module(Lambda(lambda x, ids: x + ids.float()), (_x(2, 5), torch.randint(0, 9, (2, 5))),
+                 expect_ops=["multiply", "add"])

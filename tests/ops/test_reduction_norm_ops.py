@@ -1,0 +1,57 @@
+"""Reductions, layer norm, RMS norm fusion, eval batch norm."""
+
+import torch
+
+from flexflow_torch.testing import check_module
+
+from test_elementwise_ops import Lambda, _x
+
+
+def test_sum_and_mean_have_no_flexflow_mean():
+    fn = Lambda(lambda x: x.sum(-1, keepdim=True) + x.mean(dim=(1, 2), keepdim=True) + x.mean())
+    check_module(fn, (_x(2, 3, 4),), expect_ops=["reduce_sum", "scalar_multiply"], forbid_ops=["mean"])
+
+
+class Norms(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = torch.nn.LayerNorm(8)
+        self.ln2 = torch.nn.LayerNorm((3, 8))
+        self.rms_weight = torch.nn.Parameter(torch.rand(8) + 0.5)
+        with torch.no_grad():
+            self.ln.weight.uniform_(0.5, 1.5)
+            self.ln.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        var = x.pow(2).mean(-1, keepdim=True)
+        rms = self.rms_weight * (x * torch.rsqrt(var + 1e-6))
+        return self.ln(x) + self.ln2(x) + rms
+
+
+def test_layer_norm_axes_and_rms_norm_fusion():
+    torch.manual_seed(0)
+    ptm = check_module(Norms(), (_x(2, 3, 8),), expect_ops=["layer_norm", "layer_norm", "rms_norm"],
+                       forbid_ops=["rsqrt", "mean"])
+    lns = [op for op in ptm.program.ops if op.method == "layer_norm"]
+    assert [op.args["axes"] for op in lns] == [[0], [0, 1]]          # Legion order: last k axes
+    rms = next(op for op in ptm.program.ops if op.method == "rms_norm")
+    assert rms.args["dim"] == 8 and rms.args["eps"] == 1e-6
+
+
+class ConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.5, 2)
+            self.bn.weight.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_eval_batch_norm_becomes_affine():
+    torch.manual_seed(0)
+    check_module(ConvBN(), (_x(2, 3, 6, 6),), expect_ops=["conv2d", "multiply", "add"], forbid_ops=["batch_norm"])
