@@ -217,3 +217,24 @@ def test_backend_selection_in_process(monkeypatch):
     monkeypatch.setenv("FLEXFLOW_TORCH_BACKEND", "bogus")
     with pytest.raises(BackendUnavailableError):
         backend.backend_name()
+
+
+def test_init_keys_with_flexflow_quirks(argv, runtime_state):
+    """As read in FlexFlow: the enable_inplace_optimizations key emits a singular flag
+    the parser does not know (no effect); --enable-attribute-parallel sets
+    enable_parameter_parallel."""
+    argv()
+    init_flexflow_runtime({"enable_inplace_optimizations": True,
+                           "enable_attribute_parallel": True})
+    assert "--enable-inplace-optimization" in runtime_state["extra_argv"]
+    cfg = FFConfig()
+    assert cfg.handle.get("enable_inplace_optimizations", False) is False
+    assert cfg.handle["enable_parameter_parallel"] is True
+
+
+def test_script_args_and_init_flags_combine(argv, runtime_state):
+    """The script's own command line is kept; init's translated flags are read after it."""
+    argv("-b", "8", "-e", "2")
+    init_flexflow_runtime({"epochs": 5})
+    cfg = FFConfig()
+    assert cfg.batch_size == 8 and cfg.epochs == 5
