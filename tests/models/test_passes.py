@@ -1,0 +1,44 @@
+"""Graph passes on real models: constant folding (T5 buckets, masks), tied
+parameters by storage, fusions."""
+
+import torch
+
+from flexflow_torch import PyTorchModel
+
+from tiny_models import t5, gpt2, llama
+
+
+def test_t5_buckets_folded_bias_lookup_stays_trainable():
+    model, kwargs = t5()
+    ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
+    program = ptm.program
+    bias_ops = [op for op in program.ops if op.name and op.name.endswith("relative_attention_bias")]
+    assert len(bias_ops) == 2                                  # encoder and decoder block 0
+    for op in bias_ops:
+        assert op.method == "embedding" and op.weights     # trainable FlexFlow weight
+        ids = program.values[op.args["input"]["$v"]]
+        assert ids.dtype == "DT_INT32"
+        assert ids.id in program.constants                   # bucket indices folded to an int constant
+    # nothing of the bucket arithmetic (abs, log, where, min...) reached FlexFlow
+    assert not set(program.ff_ops()) & {"exp", "min", "max", "divide"}
+    assert ptm.prepared.fusions["rms_norm"] == 12
+
+
+def test_tied_parameters_canonicalised_by_storage():
+    model, kwargs = t5()
+    ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
+    ties = ptm.prepared.ties
+    tied = next(v for v in ties.values() if "encoder.embed_tokens.weight" in v)
+    assert "shared.weight" in tied
+    shared = [op for op in ptm.program.ops if op.method == "embedding" and op.name == "shared"]
+    assert len(shared) == 1                                  # encoder + decoder (+ LM head) lookups, one layer
+
+
+def test_causal_mask_and_positions_are_constants():
+    for builder in (gpt2, llama):
+        model, kwargs = builder()
+        ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
+        targets = {str(n.target) for n in ptm.prepared.graph.nodes
+                   if n.op == "call_function" and n not in ptm.prepared.folded}
+        assert not any(t.startswith("aten.arange") or t.startswith("aten.le") for t in targets)
+        assert len(ptm.program.constants) > 0

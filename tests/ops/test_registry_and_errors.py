@@ -1,0 +1,112 @@
+"""Registry (schema binding, user converters) and typed errors: one report for
+every unsupported operator, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import flexflow_torch
+from flexflow_torch import PyTorchModel, registry
+from flexflow_torch.errors import (ConversionError, GraphFileError, InvalidModelError, ModelStateError,
+                                   ShapeError, UnsupportedOperatorsError)
+from flexflow_torch.testing import check_module
+
+from test_elementwise_ops import Lambda, _x
+
+aten = torch.ops.aten
+
+
+class Unsupported(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.proj(x)
+        a = torch.cumsum(h, dim=1)
+        b = torch.log(h.abs() + 1)
+        c = torch.log(a.abs() + 2)
+        return a + b + c + (h > 0).float()
+
+
+def test_every_unsupported_operator_in_one_error():
+    ptm = PyTorchModel(Unsupported(), example_inputs=(_x(2, 3, 4),))
+    with pytest.raises(UnsupportedOperatorsError) as info:
+        ptm.program
+    report = info.value.report
+    by_target = {u.target: u for u in report.unsupported}
+    assert {"aten::cumsum", "aten::log", "aten::gt.Scalar"} <= set(by_target)
+    assert by_target["aten::log"].count == 2
+    assert "test_registry_and_errors.py" in by_target["aten::cumsum"].source
+    text = str(info.value)
+    assert "aten::cumsum" in text and "aten::log x2" in text
+    assert isinstance(info.value, ValueError)          # typed, catchable as a ValueError
+
+
+def test_analyze_reports_without_raising():
+    report = flexflow_torch.analyze(Unsupported(), example_inputs=(_x(2, 3, 4),))
+    assert not report.ok and len(report.unsupported) >= 3
+    ok = flexflow_torch.analyze(Lambda(lambda x: torch.softmax(x, -1) * 2), example_inputs=(_x(2, 3),))
+    assert ok.ok and ok.ff_ops["softmax"] == 1
+    assert any(item.kind == "softmax-gradient" for item in ok.lint)
+
+
+def test_converter_error_is_collected_in_the_report():
+    conv = torch.nn.Conv2d(3, 4, 3, dilation=2)
+    with pytest.raises(UnsupportedOperatorsError, match="dilated"):
+        PyTorchModel(conv, example_inputs=(_x(1, 3, 8, 8),)).program
+
+
+def test_bind_arguments_fills_schema_defaults():
+    bound = registry.bind_arguments(aten.add.Tensor, ("a", "b"), {})
+    assert bound == {"self": "a", "other": "b", "alpha": 1}
+    bound = registry.bind_arguments(aten.layer_norm.default, ("x", [4]), {})
+    assert bound["eps"] == 1e-5 and bound["weight"] is None
+
+
+def test_user_registered_converter_and_override_guard():
+    from flexflow_torch.converters._common import scalar_op
+
+    @registry.register(aten.hardtanh.default)
+    def aten_hardtanh(ctx, self, min_val=-1.0, max_val=1.0):
+        """hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor"""
+        x = ctx.tensor(self)
+        lo = ctx.emit("relu", {"input": scalar_op(ctx, "scalar_sub", x, min_val)}, {"inplace": False})
+        hi = ctx.emit("relu", {"input": scalar_op(ctx, "scalar_sub", x, max_val)}, {"inplace": False})
+        return scalar_op(ctx, "scalar_add", ctx.emit("subtract", {"x": lo, "y": hi}), min_val)
+
+    try:
+        check_module(Lambda(lambda x: torch.nn.functional.hardtanh(x * 2)), (_x(2, 5),), expect_ops=["relu"])
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register(aten.hardtanh.default)(lambda ctx, self: self)
+    finally:
+        registry.unregister(aten.hardtanh.default)
+
+
+def test_bad_inputs_raise_typed_errors(tmp_path):
+    with pytest.raises(InvalidModelError):
+        PyTorchModel("bert-base")
+    with pytest.raises(TypeError):
+        PyTorchModel(42)
+    with pytest.raises(ConversionError):
+        PyTorchModel(torch.nn.Linear(2, 2), batch_size=0, example_inputs=(_x(1, 2),))
+    with pytest.raises(ConversionError):
+        PyTorchModel(torch.nn.Linear(2, 2), input_names=["x"])          # no shapes for a plain module
+    with pytest.raises(ConversionError):
+        PyTorchModel(torch.nn.Linear(2, 2), input_names="x", example_inputs=(_x(1, 2),))
+    ptm = PyTorchModel(torch.nn.Linear(2, 2), example_inputs=(_x(3, 2),))
+    with pytest.raises(ModelStateError):
+        ptm.copy_weights_to_torch(object())
+    from flexflow_torch.runtime import FFConfig, FFModel, DataType, init_flexflow_runtime
+    init_flexflow_runtime()
+    ffmodel = FFModel(FFConfig())
+    with pytest.raises(ShapeError, match="takes 1 inputs"):
+        ptm.torch_to_ff(ffmodel, [])
+    with pytest.raises(ShapeError, match="shape"):
+        ptm.torch_to_ff(ffmodel, [ffmodel.create_tensor([4, 2], DataType.DT_FLOAT)])
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a graph")
+    with pytest.raises(GraphFileError):
+        flexflow_torch.file_to_ff(bad, ffmodel, [])
+    with pytest.raises(GraphFileError):
+        flexflow_torch.file_to_ff(tmp_path / "missing.ff", ffmodel, [])
