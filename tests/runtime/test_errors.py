@@ -459,3 +459,24 @@ def test_input_loader_shorter_than_labels(ffmodel, rng, method):
         getattr(ffmodel, method)(x=xl, y=yl)
     np.testing.assert_array_equal(weight.get_weights(ffmodel), before)
     assert ffmodel.get_perf_metrics().get_accuracy() == 0.0
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: m.gather(_t(m, BATCH, 3), _t(m, BATCH, 3), 1),
+    lambda m: m.embedding(_t(m, BATCH, 3), 10, 4, AggrMode.AGGR_MODE_NONE),
+], ids=["gather_float_index", "embedding_float_ids"])
+def test_index_dtype_errors(ffmodel, build):
+    with pytest.raises(DTypeError):
+        build(ffmodel)
+    assert ffmodel.get_layers() == {}
+
+
+def test_embedding_ids_out_of_range_at_forward(ffmodel, rng):
+    ids = ffmodel.create_tensor((BATCH, 3), DataType.DT_INT32)
+    ffmodel.embedding(ids, 10, 4, AggrMode.AGGR_MODE_SUM)
+    compile_mse(ffmodel)
+    ids.set_tensor(ffmodel, np.full((BATCH, 3), 10, np.int32))
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 4))
+    ffmodel.init_layers()
+    with pytest.raises(ShapeError):
+        ffmodel.forward()
