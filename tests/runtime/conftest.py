@@ -8,7 +8,7 @@ import torch
 
 from flexflow_torch.core import FFConfig, FFModel, init_flexflow_runtime
 from flexflow_torch.runtime import config as ff_config
-from rt_helpers import BATCH
+from .rt_helpers import BATCH
 
 
 @pytest.fixture(autouse=True, scope="session")

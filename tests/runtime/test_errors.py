@@ -8,7 +8,7 @@ from flexflow_torch.core import (ActiMode, AggrMode, DataType, FFConfig, FFModel
 from flexflow_torch.errors import (DataLoaderError, DTypeError, FlexFlowTorchError,
                                    LabelRangeError, ModelStateError, ShapeError,
                                    UnsupportedByFlexFlowError)
-from rt_helpers import BATCH, compile_mse, randn
+from .rt_helpers import BATCH, compile_mse, randn
 
 F = DataType.DT_FLOAT
 

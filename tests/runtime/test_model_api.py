@@ -9,7 +9,7 @@ from flexflow_torch.core import (ActiMode, DataType, FFConfig, ParameterSyncType
                                  SingleDataLoader)
 from flexflow_torch.runtime.layers import Conv2D, Linear, Op, Relu
 from flexflow_torch.errors import DataLoaderError
-from rt_helpers import BATCH, compile_mse, randn
+from .rt_helpers import BATCH, compile_mse, randn
 
 
 def test_layers_dict_and_wrappers(ffmodel):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from flexflow_torch.core import DataType, FFConfig, FFModel, ParameterSyncType
-from rt_helpers import BATCH, align, compile_mse, feed, layer_types, randn
+from .rt_helpers import BATCH, align, compile_mse, feed, layer_types, randn
 
 SHAPE = (BATCH, 3, 5)
 

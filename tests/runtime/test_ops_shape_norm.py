@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flexflow_torch.core import DataType, ParameterSyncType
-from rt_helpers import BATCH, align, compile_mse, randn
+from .rt_helpers import BATCH, align, compile_mse, randn
 
 
 @pytest.mark.parametrize("axes", [[0], [0, 1]], ids=["last", "last2"])

@@ -16,7 +16,7 @@ from torch import nn
 from flexflow_torch.core import (ActiMode, AdamOptimizer, DataType, FFConfig, FFModel,
                                  LossType, MetricsType, ParameterSyncType, PoolType,
                                  SGDOptimizer)
-from rt_helpers import BATCH, randn
+from .rt_helpers import BATCH, randn
 
 REPO = Path(__file__).resolve().parents[2]
 SPARSE = LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
