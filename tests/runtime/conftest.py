@@ -1,4 +1,8 @@
-"""Shared fixtures for the embedded-runtime tests (helpers live in rt_helpers.py)."""
+"""Shared fixtures for the embedded-runtime tests (helpers live in rt_helpers.py).
+
+The tests import `flexflow_torch.runtime` directly, so they test the embedded runtime
+even where real FlexFlow is installed; `flexflow_torch.core` (the backend switch) is
+covered by test_config.py and test_conformance.py."""
 
 import sys
 
@@ -6,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexflow_torch.core import FFConfig, FFModel, init_flexflow_runtime
+from flexflow_torch.runtime import FFConfig, FFModel, init_flexflow_runtime
 from flexflow_torch.runtime import config as ff_config
 from .rt_helpers import BATCH
 

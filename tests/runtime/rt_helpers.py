@@ -10,7 +10,7 @@ gradients with float32 `assert_close` defaults.
 import numpy as np
 import torch
 
-from flexflow_torch.core import (LossType, MetricsType, ParameterSyncType, SGDOptimizer)
+from flexflow_torch.runtime import (LossType, MetricsType, ParameterSyncType, SGDOptimizer)
 
 BATCH = 4
 

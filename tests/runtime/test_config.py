@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flexflow_torch.core import FFConfig, FFModel, init_flexflow_runtime
+from flexflow_torch.runtime import FFConfig, FFModel, init_flexflow_runtime
 from flexflow_torch.errors import (BackendUnavailableError, FlexFlowTorchError,
                                    RuntimeNotInitializedError)
 

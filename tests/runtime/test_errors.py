@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flexflow_torch.core import (ActiMode, AggrMode, DataType, FFConfig, FFModel, LossType,
+from flexflow_torch.runtime import (ActiMode, AggrMode, DataType, FFConfig, FFModel, LossType,
                                  MetricsType, ParameterSyncType, SGDOptimizer)
 from flexflow_torch.errors import (DataLoaderError, DTypeError, FlexFlowTorchError,
                                    LabelRangeError, ModelStateError, ShapeError,
@@ -434,7 +434,7 @@ def test_every_error_is_a_flexflow_torch_error():
 
 
 def test_dense_l1_regularizer_rejected_before_recording(ffmodel):
-    from flexflow_torch.core import RegularizerMode
+    from flexflow_torch.runtime import RegularizerMode
 
     class L1:
         type, _lambda = RegularizerMode.REG_MODE_L1, 0.1

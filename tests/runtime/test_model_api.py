@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexflow_torch.core import (ActiMode, DataType, FFConfig, ParameterSyncType,
+from flexflow_torch.runtime import (ActiMode, DataType, FFConfig, ParameterSyncType,
                                  SingleDataLoader)
 from flexflow_torch.runtime.layers import Conv2D, Linear, Op, Relu
 from flexflow_torch.errors import DataLoaderError
@@ -207,7 +207,7 @@ def test_inplace_flag_ignored_for_relu_gelu(ffmodel, rng, name):
 def test_initial_weights(ffmodel):
     """Before set_weights: Glorot-uniform kernels, zero biases, layer_norm gamma 1 / beta 0
     (FlexFlow's hard-wired initialisers); user initializers are honoured here."""
-    from flexflow_torch.core import (NormInitializer, UniformInitializer, ZeroInitializer)
+    from flexflow_torch.runtime import (NormInitializer, UniformInitializer, ZeroInitializer)
     x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
     h = ffmodel.dense(x, 4, name="glorot")
     h = ffmodel.dense(h, 5, kernel_initializer=UniformInitializer(1, 0.2, 0.3), name="uniform")
@@ -231,7 +231,7 @@ def test_initial_weights(ffmodel):
 
 
 def _dropout_mask(argv, rng_seed, seed):
-    from flexflow_torch.core import FFModel
+    from flexflow_torch.runtime import FFModel
     argv("-b", BATCH)
     ffmodel = FFModel(FFConfig())
     x = ffmodel.create_tensor((BATCH, 64), DataType.DT_FLOAT)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flexflow_torch.core import DataType, FFConfig, FFModel, ParameterSyncType
+from flexflow_torch.runtime import DataType, FFConfig, FFModel, ParameterSyncType
 from .rt_helpers import BATCH, align, compile_mse, feed, layer_types, randn
 
 SHAPE = (BATCH, 3, 5)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flexflow_torch.core import DataType, ParameterSyncType
+from flexflow_torch.runtime import DataType, ParameterSyncType
 from .rt_helpers import BATCH, align, compile_mse, randn
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from flexflow_torch.core import (ActiMode, AdamOptimizer, DataType, FFConfig, FFModel,
+from flexflow_torch.runtime import (ActiMode, AdamOptimizer, DataType, FFConfig, FFModel,
                                  LossType, MetricsType, ParameterSyncType, PoolType,
                                  SGDOptimizer)
 from .rt_helpers import BATCH, randn
@@ -432,7 +432,7 @@ class _Regularizer:
 
 def test_dense_l2_kernel_regularizer(argv, rng):
     """L2 adds lambda * W to the kernel gradient (not to the bias)."""
-    from flexflow_torch.core import RegularizerMode
+    from flexflow_torch.runtime import RegularizerMode
     torch.manual_seed(10)
     lin = nn.Linear(5, 3)
     _, ffmodel = _new_model(argv, BATCH)
@@ -462,7 +462,7 @@ def test_dense_l2_kernel_regularizer(argv, rng):
 
 def test_inference_mode(argv, rng):
     """CompMode.INFERENCE: forward and eval work, backward and fit are refused."""
-    from flexflow_torch.core import CompMode
+    from flexflow_torch.runtime import CompMode
     from flexflow_torch.errors import ModelStateError
     ffconfig, ffmodel = _new_model(argv, BATCH)
     x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
