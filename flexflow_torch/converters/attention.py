@@ -42,6 +42,12 @@ def aten_scaled_dot_product_attention(ctx, query, key, value, attn_mask=None, dr
     if dropout_p:
         unsupported("attention dropout inside the captured graph (capture in eval mode)")
     q, k, v = ctx.tensor(query), ctx.tensor(key), ctx.tensor(value)
+    if q.rank == 4 and k.rank == 4 and q.shape[1] != k.shape[1] and q.shape[1] % k.shape[1] == 0:
+        # grouped-query attention: repeat each key/value head (a constant gather)
+        from .shape import gather_constant
+        rep = q.shape[1] // k.shape[1]
+        k = gather_constant(ctx, k, lambda t: t.repeat_interleave(rep, dim=1))
+        v = gather_constant(ctx, v, lambda t: t.repeat_interleave(rep, dim=1))
     if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
         unsupported(f"attention with different query/key batch or head dims {q.shape} vs {k.shape} "
                     "(grouped-query attention: repeat the key/value heads in the model)")

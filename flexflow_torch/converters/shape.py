@@ -177,3 +177,48 @@ def aten_gather(ctx, self, dim, index, sparse_grad=False):
         return gather_constant(ctx, ctx.tensor(self), lambda t: torch.gather(t, dim, index.tensor))
     x, i = ctx.tensor(self), ctx.tensor(index)
     return ctx.emit("gather", {"input": x, "index": i}, {"dim": dim % x.rank})
+
+
+@register(aten.flip.default)
+def aten_flip(ctx, self, dims):
+    """flip(Tensor self, int[] dims) -> Tensor   (constant gather; FlexFlow's reverse is unimplemented)"""
+    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.flip(t, dims))
+
+
+@register(aten.roll.default)
+def aten_roll(ctx, self, shifts, dims=()):
+    """roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor"""
+    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.roll(t, shifts, dims))
+
+
+@register(aten.repeat.default)
+def aten_repeat(ctx, self, repeats):
+    """repeat(Tensor self, SymInt[] repeats) -> Tensor"""
+    return gather_constant(ctx, ctx.tensor(self), lambda t: t.repeat(repeats))
+
+
+@register(aten.index_select.default)
+def aten_index_select(ctx, self, dim, index):
+    """index_select(Tensor self, int dim, Tensor index) -> Tensor   (constant index only)"""
+    from ._common import unsupported
+    if not isinstance(index, Const):
+        unsupported("index_select with an index computed from the inputs")
+    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.index_select(t, dim, index.tensor))
+
+
+@register(aten.constant_pad_nd.default)
+def aten_constant_pad_nd(ctx, self, pad, value=0):
+    """constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor
+
+    A gather from the flattened input with one extra element holding `value`."""
+    x = ctx.tensor(self)
+    n = math.prod(x.shape)
+    src = torch.nn.functional.pad(torch.arange(n).reshape(x.shape), list(pad), value=n)
+    fill = ctx.constant(torch.full((1,), float(value)), float_=x.dtype == "DT_FLOAT") \
+        if x.dtype == "DT_FLOAT" else ctx.constant(torch.full((1,), int(value), dtype=torch.int32))
+    if fill.dtype != x.dtype:
+        from ..errors import UnsupportedByFlexFlowError
+        raise UnsupportedByFlexFlowError("padding an int64 tensor (no int64 constants in FlexFlow)")
+    flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (n,)), fill]}, {"axis": 0})
+    idx = ctx.constant(src.reshape(-1).to(torch.int32))
+    return ctx.reshape(ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), tuple(src.shape))

@@ -8,6 +8,19 @@ from __future__ import annotations
 import torch
 
 
+_aten = torch.ops.aten
+#: ops whose value depends only on the *shape* of their tensor input
+SHAPE_ONLY = {_aten.ones_like.default, _aten.zeros_like.default, _aten.full_like.default,
+              _aten.empty_like.default, _aten.new_ones.default, _aten.new_zeros.default,
+              _aten.new_full.default, _aten.new_empty.default, _aten.sym_size.int}
+
+
+def _stand_in(node):
+    """A tensor with `node`'s shape and dtype (for shape-only ops)."""
+    val = node.meta.get("val")
+    return torch.zeros(tuple(val.shape), dtype=val.dtype)
+
+
 def _is_random(target):
     tags = getattr(target, "tags", ())
     return torch.Tag.nondeterministic_seeded in tags
@@ -30,11 +43,14 @@ def fold_constants(graph, constant_placeholders: dict, dynamic_placeholders: set
         if node.op != "call_function" or _is_random(node.target):
             continue
         deps = node.all_input_nodes
-        if not all(d in folded for d in deps):
+        shape_only = node.target in SHAPE_ONLY
+        if not shape_only and not all(d in folded for d in deps):
             continue
 
         def value(a):
-            return folded[a] if isinstance(a, torch.fx.Node) else a
+            if not isinstance(a, torch.fx.Node):
+                return a
+            return folded[a] if a in folded else _stand_in(a)
 
         args = torch.fx.node.map_aggregate(node.args, value)
         kwargs = torch.fx.node.map_aggregate(node.kwargs, value)
