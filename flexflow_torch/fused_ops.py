@@ -22,3 +22,14 @@ def dense(input, weight, bias=None, activation: str = "relu"):
     linear followed by relu or sigmoid (FlexFlow's fused dense activations)."""
     y = torch.nn.functional.linear(input, weight, bias)
     return torch.relu(y) if activation == "relu" else torch.sigmoid(y)
+
+
+def view_chain(input, steps):
+    """view_chain(Tensor input, steps) -> Tensor
+
+    A chain of data-movement ops (unsqueeze, expand, view, permute...) whose
+    intermediate tensors have more axes than FlexFlow allows (e.g. LLaMA's
+    repeat_kv builds a 5-D expand); converted as one constant gather."""
+    for target, args, kwargs in steps:
+        input = target(input, *args, **kwargs)
+    return input

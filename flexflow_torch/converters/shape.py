@@ -10,6 +10,7 @@ import torch
 from ..registry import register
 from ..context import Const
 from ._common import expand, to_float
+from ..fused_ops import view_chain as fused_view_chain
 
 aten = torch.ops.aten
 
@@ -222,3 +223,10 @@ def aten_constant_pad_nd(ctx, self, pad, value=0):
     flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (n,)), fill]}, {"axis": 0})
     idx = ctx.constant(src.reshape(-1).to(torch.int32))
     return ctx.reshape(ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), tuple(src.shape))
+
+
+@register(fused_view_chain)
+def fused_view_chain_converter(ctx, input, steps):
+    """view_chain(Tensor input, steps) -> Tensor   (one constant gather)"""
+    from ..fused_ops import view_chain
+    return gather_constant(ctx, ctx.tensor(input), lambda t: view_chain(t, steps))

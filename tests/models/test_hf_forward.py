@@ -16,6 +16,7 @@ EXPECTED = {
     "t5": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax"},   # relu fused into dense
     "mt5": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "pow", "tanh"},
     "llama": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "sigmoid"},   # rotary sin/cos folded
+    "llama_gqa": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "gather"},
     "vit": {"conv2d", "embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gelu", "concat"},
 }
 

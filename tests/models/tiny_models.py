@@ -54,9 +54,9 @@ def mt5():
         input_names=["input_ids", "attention_mask", "decoder_input_ids"], batch_size=2, seq_length=(7, 5))
 
 
-def llama():
+def llama(kv_heads=4):
     c = tf.LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=4, intermediate_size=64, max_position_embeddings=64,
+                       num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=64,
                        bos_token_id=0, eos_token_id=0, pad_token_id=0)
     torch.manual_seed(0)
     return _perturb(tf.LlamaForCausalLM(c), 5), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
@@ -71,4 +71,9 @@ def vit():
     return _perturb(tf.ViTModel(c), 6), dict(input_names=["pixel_values"], batch_size=2)
 
 
-BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "vit": vit}
+def llama_gqa():
+    """grouped-query attention: repeat_kv goes through a 5-D expand"""
+    return llama(kv_heads=2)
+
+
+BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit}
