@@ -7,12 +7,7 @@ from . import registry  # noqa: E402
 from .pytorch_model import PyTorchModel, analyze, file_to_ff  # noqa: E402
 from .graph import FFProgram  # noqa: E402
 from .serialization import load_program, save_program  # noqa: E402
-
-
-def verify(*args, **kwargs):
-    """PyTorch vs the converted model on the embedded runtime (see verify.py)."""
-    from .verify import verify as _verify
-    return _verify(*args, **kwargs)
+from .verify import verify  # noqa: E402  (binds the function over the submodule name)
 
 
 __all__ = ["PyTorchModel", "analyze", "verify", "file_to_ff", "registry", "FFProgram",
