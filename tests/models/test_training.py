@@ -69,3 +69,14 @@ def test_tied_embedding_stays_tied_through_training(gpt2_run):
                                rtol=1e-4, atol=1e-4)
     initial = torch.from_numpy(program.weights["transformer.wte.weight"])
     assert (model.transformer.wte.weight - initial).abs().max() > 1e-3        # it did train
+
+
+def test_save_pretrained_after_copy_back(gpt2_run, tmp_path):
+    import transformers
+    ptm, ffmodel, reference, _, _ = gpt2_run
+    model = ptm.copy_weights_to_torch(ffmodel)
+    model.save_pretrained(tmp_path)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path)
+    ref = dict(reference.named_parameters())
+    for name, p in reloaded.named_parameters():
+        torch.testing.assert_close(p, ref[name], rtol=1e-4, atol=1e-4, msg=name)   # as above: 3 SGD steps
