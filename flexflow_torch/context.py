@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .errors import ConversionError, DTypeError
-from .graph import FFProgram, Value, enum
+from .graph import FFProgram, Value
 from . import registry
 
 NO_NAME_METHODS = {"relu", "pow", "rsqrt", "elu"}  # real FlexFlow's C API drops/misuses their name
@@ -68,7 +68,6 @@ class ConversionContext:
         self.batch_size = prepared.batch_size
         self.values = {}          # fx node -> Value | Const | Param | list | scalar
         self.node = None
-        self._name_count = 0
         self.cache = {}           # per-conversion memo (e.g. tied embedding lookups)
 
     # ----------------------------------------------------------------- driver
@@ -161,7 +160,6 @@ class ConversionContext:
     def op_name(self, method):
         if method in NO_NAME_METHODS:
             return None
-        self._name_count += 1
         base = self.module_path
         return f"{base}:{self.node.name}" if base else self.node.name
 
@@ -252,7 +250,3 @@ def _wrap_folded(v):
     if isinstance(v, (list, tuple)):
         return type(v)(_wrap_folded(x) for x in v)
     return v
-
-
-def aggr_none():
-    return enum("AggrMode.AGGR_MODE_NONE")

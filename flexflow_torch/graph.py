@@ -11,7 +11,6 @@ Shapes are NumPy order (FlexFlow's Python convention); dtypes are FlexFlow
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 

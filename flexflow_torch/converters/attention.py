@@ -12,7 +12,6 @@ import torch
 
 from ..registry import register
 from ..context import Const
-from ..graph import Value
 from ._common import NEG_LARGE, scalar_op, to_float, unsupported, binary
 
 aten = torch.ops.aten

@@ -7,7 +7,7 @@ import torch
 from ..registry import register
 from ..context import Param
 from ..graph import enum
-from ._common import unsupported, binary, scalar_op
+from ._common import unsupported, binary
 
 aten = torch.ops.aten
 
