@@ -58,3 +58,7 @@ class GraphFileError(FlexFlowTorchError, ValueError):
 
 class InvalidModelError(ConversionError, TypeError):
     """The object to convert is not a torch.nn.Module (or fx.GraphModule)."""
+
+
+class ArgumentError(FlexFlowTorchError, ValueError):
+    """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""

@@ -13,6 +13,7 @@ from .enums import (ActiMode, AggrMode, CompMode, DataType, InferenceMode, LossT
                     int_to_enum, str_to_enum)
 from .initializers import (GlorotUniformInitializer, Initializer, NormInitializer,
                            UniformInitializer, ZeroInitializer)
+from . import layers as _layers
 from .layers import *  # noqa: F401,F403  (Op and its per-operator subclasses)
 from .layers import Op
 from .model import FFModel
@@ -29,4 +30,4 @@ __all__ = [
     "InferenceMode", "LossType", "MetricsType", "ModelType", "OpType", "OptimizerType",
     "ParameterSyncType", "PoolType", "RegularizerMode", "RequestType", "enum_to_int",
     "enum_to_str", "int_to_enum", "str_to_enum",
-]
+] + sorted({cls.__name__ for cls in _layers.WRAPPERS.values()} | set(_layers.SERVING_WRAPPERS))

@@ -133,7 +133,7 @@ def init_flexflow_runtime(configs_dict=None, **kwargs):
     every later `FFConfig()`, after the script's own command line (which the
     embedded runtime keeps: there is no Legion to hand it to)."""
     if configs_dict is not None and kwargs:
-        raise ValueError("init_flexflow_runtime takes a dict or keyword arguments, not both")
+        raise ConfigError("init_flexflow_runtime takes a dict or keyword arguments, not both")
     configs = dict(configs_dict if configs_dict is not None else kwargs)
     argv = []
     for key, value in configs.items():
@@ -222,7 +222,7 @@ class FFConfig:
 
     def _degree(self, name, value):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         self.handle[name] = value
 
     @property

@@ -169,6 +169,8 @@ IncMultiHeadAttention, SpecIncMultiHeadSelfAttention, TreeIncMultiHeadSelfAttent
                         "TreeIncMultiHeadSelfAttention"))
 ArgTopK, BeamTopK, Sampling, ArgMax = (
     _plain(n) for n in ("ArgTopK", "BeamTopK", "Sampling", "ArgMax"))
+SERVING_WRAPPERS = ("IncMultiHeadAttention", "SpecIncMultiHeadSelfAttention",
+                    "TreeIncMultiHeadSelfAttention", "ArgTopK", "BeamTopK", "Sampling", "ArgMax")
 
 WRAPPERS = {
     OpType.CONV2D: Conv2D, OpType.POOL2D: Pool2D, OpType.LINEAR: Linear,

@@ -480,3 +480,17 @@ def test_embedding_ids_out_of_range_at_forward(ffmodel, rng):
     ffmodel.init_layers()
     with pytest.raises(ShapeError):
         ffmodel.forward()
+
+
+# -- argument ranges -------------------------------------------------------------------
+@pytest.mark.parametrize("build", [
+    lambda m, x: m.scalar_true_divide(x, 0.0, inplace=False),
+    lambda m, x: m.dropout(x, 1.0, 0),
+    lambda m, x: m.dropout(x, -0.1, 0),
+], ids=["divide_by_zero", "dropout_rate_1", "dropout_rate_negative"])
+def test_out_of_range_arguments_raise_argument_error(ffmodel, build):
+    from flexflow_torch.errors import ArgumentError
+    x = ffmodel.create_tensor((BATCH, 3), F)
+    with pytest.raises(ArgumentError):
+        build(ffmodel, x)
+    assert ffmodel.get_layers() == {}

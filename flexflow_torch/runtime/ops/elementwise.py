@@ -4,7 +4,7 @@ dropout (fact sheet §4.2-4.3)."""
 import torch
 import torch.nn.functional as F
 
-from ...errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
+from ...errors import ArgumentError, DTypeError, ShapeError, UnsupportedByFlexFlowError
 from ..enums import DataType, OpType
 
 
@@ -92,7 +92,7 @@ class ElementwiseOps:
     def scalar_true_divide(self, input, scalar, inplace=True, name=None):
         s = float(scalar)
         if s == 0:
-            raise ValueError("scalar_true_divide by zero")
+            raise ArgumentError("scalar_true_divide by zero")
         return self._scalar(OpType.SCALAR_TRUEDIV, input, lambda t: t / s, inplace, name)
 
     def dropout(self, input, rate, seed, name=None):
@@ -100,7 +100,7 @@ class ElementwiseOps:
         train/eval switch). seed 0 means a random seed."""
         rate = float(rate)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+            raise ArgumentError(f"dropout rate must be in [0, 1), got {rate}")
         generator = torch.Generator(device=self._device)
         generator.manual_seed(int(seed) if seed else torch.seed())
 
