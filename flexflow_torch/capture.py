@@ -170,9 +170,14 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
                 raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
     finally:
         model.train(was_training)
-    table = torch.export.default_decompositions()
-    for target in registry.registered_targets():
-        if isinstance(target, torch._ops.OpOverload) and target in table:
-            del table[target]
-    ep = ep.run_decompositions(table)
+    missing = {n.target for n in ep.graph.nodes
+               if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+               and not registry.has_converter(n.target)}
+    if missing:
+        # decompose only what has no converter: ops we convert stay whole
+        table = torch.export.default_decompositions()
+        for target in registry.registered_targets():
+            if isinstance(target, torch._ops.OpOverload) and target in table:
+                del table[target]
+        ep = ep.run_decompositions(table)
     return ep, eager, output_names(eager)

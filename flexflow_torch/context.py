@@ -234,12 +234,19 @@ class ConversionContext:
         return self.plan.is_native(param, node or self.node)
 
     def weight(self, key_param: Param, transpose=False):
-        """Register `key_param`'s value as a program weight; returns its key."""
+        """Register `key_param` as a program weight; returns its key.
+
+        The array is a view of the PyTorch parameter where possible (no copy of
+        a 300M-parameter model): what `compile()` loads is the model's value at
+        that time, and after `copy_weights_to_torch` the program (and a file
+        saved from it) holds the trained weights."""
         key = key_param.fqn
-        arr = key_param.tensor.detach().to(torch.float32, copy=True)
+        t = key_param.tensor.detach()
+        if t.dtype != torch.float32:
+            t = t.to(torch.float32)
         if transpose:
-            arr = arr.t()
-        self.program.weights[key] = np.ascontiguousarray(arr.numpy())
+            t = t.t().contiguous()
+        self.program.weights[key] = t.numpy()
         self.program.weight_sources[key] = {"param": key_param.fqn, "transpose": bool(transpose)}
         return key
 

@@ -20,6 +20,7 @@ STEPS, LR = 3, 0.1
 def _train_both(builder, seed):
     model, kwargs = builder()
     reference = copy.deepcopy(model)
+    model.initial_state = {n: p.detach().clone() for n, p in model.named_parameters()}
     ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
     inputs = ptm.example_inputs
     target_len = list(inputs.values())[-1].shape[1]
@@ -67,7 +68,7 @@ def test_tied_embedding_stays_tied_through_training(gpt2_run):
     # the tied PyTorch weight got gradients from the lookup AND the LM head; so did FlexFlow's
     torch.testing.assert_close(model.transformer.wte.weight, reference.transformer.wte.weight,
                                rtol=1e-4, atol=1e-4)
-    initial = torch.from_numpy(program.weights["transformer.wte.weight"])
+    initial = model.initial_state["transformer.wte.weight"]
     assert (model.transformer.wte.weight - initial).abs().max() > 1e-3        # it did train
 
 
