@@ -171,7 +171,8 @@ def lint(prepared, program, plan, model=None) -> List[LintItem]:
         items.append(LintItem("batch-norm", "eval-mode batch norm is folded into a per-channel affine map "
                                             "(FlexFlow's batch_norm cannot be compiled): its weight and bias "
                                             "are frozen constants, not trained"))
-    if aten._to_copy.default in targets:
+    if any(n.op == "call_function" and n.target is aten._to_copy.default and n not in prepared.folded
+           and not n.meta["val"].dtype.is_floating_point for n in prepared.graph.nodes):
         items.append(LintItem("bool-cast", "casts to bool/integer are kept as values (FlexFlow has no comparison "
                                            "or down-cast): masks must hold 0/1"))
     if model is not None and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):

@@ -42,6 +42,10 @@ class PyTorchModel:
         self.seq_length = seq_length
         if example_inputs is not None:
             self.example_inputs, self._positional = normalize_example_inputs(model, example_inputs, self.input_names)
+            bad = [k for k, v in self.example_inputs.items() if not isinstance(v, torch.Tensor)]
+            if bad:
+                raise ConversionError(f"example_inputs must all be tensors; {bad} are not (HF flags such as "
+                                      "use_cache are set by the converter)")
         else:
             self.example_inputs = make_example_inputs(model, self.input_names, batch_size, seq_length)
             self._positional = False
@@ -79,12 +83,21 @@ class PyTorchModel:
 
         `input_tensors` follow `input_names` order. Weights (and constants) are
         loaded by `ffmodel.compile()` through `ffmodel.attr_tensors`."""
+        if isinstance(input_tensors, dict):
+            unknown = set(input_tensors) - set(self.input_names)
+            if unknown:
+                raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
+            input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
         outputs = self.program.replay(ffmodel, input_tensors)
         if verbose:
             print(self.program)
         return outputs
 
     to_ff = torch_to_ff
+
+    def torch_to_string(self) -> str:
+        """The converted program as text (one FlexFlow call per line)."""
+        return str(self.program)
 
     def torch_to_file(self, path):
         """Save the converted graph with its weights (one safetensors file)."""

@@ -110,3 +110,17 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
         flexflow_torch.file_to_ff(bad, ffmodel, [])
     with pytest.raises(GraphFileError):
         flexflow_torch.file_to_ff(tmp_path / "missing.ff", ffmodel, [])
+
+
+def test_inputs_by_name_and_text_form():
+    from flexflow_torch.runtime import FFConfig, FFModel, DataType, init_flexflow_runtime
+    ptm = PyTorchModel(torch.nn.Linear(2, 3), example_inputs={"input": _x(4, 2)})
+    assert "dense(" in ptm.torch_to_string()
+    init_flexflow_runtime()
+    ffmodel = FFModel(FFConfig())
+    out = ptm.torch_to_ff(ffmodel, {"input": ffmodel.create_tensor([4, 2], DataType.DT_FLOAT)})
+    assert tuple(out[0].dims) == (4, 3)
+    with pytest.raises(ConversionError, match="unknown inputs"):
+        ptm.torch_to_ff(ffmodel, {"y": None})
+    with pytest.raises(ConversionError, match="tensors"):
+        PyTorchModel(torch.nn.Linear(2, 3), example_inputs={"x": _x(4, 2), "flag": True})
