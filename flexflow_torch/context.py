@@ -69,6 +69,7 @@ class ConversionContext:
         self.values = {}          # fx node -> Value | Const | Param | list | scalar
         self.node = None
         self.cache = {}           # per-conversion memo (e.g. tied embedding lookups)
+        self._per_node = {}       # fx node -> FlexFlow ops emitted so far (for unique names)
 
     # ----------------------------------------------------------------- driver
     def run(self):
@@ -158,10 +159,15 @@ class ConversionContext:
         return list(stack.values())[-1][0]
 
     def op_name(self, method):
-        if method in NO_NAME_METHODS:
+        """`<module path>:<fx node>[.k]`, unique per FlexFlow op (weighted layers
+        are named after their parameter's module instead)."""
+        if method in NO_NAME_METHODS or self.node is None:
             return None
         base = self.module_path
-        return f"{base}:{self.node.name}" if base else self.node.name
+        name = f"{base}:{self.node.name}" if base else self.node.name
+        k = self._per_node.get(self.node, 0)
+        self._per_node[self.node] = k + 1
+        return name if k == 0 else f"{name}.{k}"
 
     # ---------------------------------------------------------------- emitting
     def emit(self, method, inputs, attrs=None, *, name=None, weights=None):

@@ -42,3 +42,14 @@ def test_causal_mask_and_positions_are_constants():
                    if n.op == "call_function" and n not in ptm.prepared.folded}
         assert not any(t.startswith("aten.arange") or t.startswith("aten.le") for t in targets)
         assert len(ptm.program.constants) > 0
+
+
+def test_layer_names_unique_and_short():
+    model, kwargs = t5()
+    program = PyTorchModel(model, is_hf_model=True, **kwargs).program
+    names = [op.name for op in program.ops if op.kind == "op" and op.name is not None]
+    assert len(names) == len(set(names))
+    assert all(len(n) < 110 for n in names)
+    weighted = {op.name for op in program.ops if op.weights}
+    assert "encoder.block.0.layer.0.SelfAttention.q" in weighted
+    assert "decoder.block.1.layer.2.DenseReluDense.wo" in weighted
