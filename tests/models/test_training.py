@@ -12,19 +12,19 @@ import torch
 from flexflow_torch import PyTorchModel
 from flexflow_torch.testing import sgd_steps_ff, sgd_steps_torch
 
-from tiny_models import gpt2, mt5, VOCAB
+from tiny_models import gpt2, mt5, vit_classifier, VOCAB
 
 STEPS, LR = 3, 0.1
 
 
-def _train_both(builder, seed):
+def _train_both(builder, seed, classes=VOCAB):
     model, kwargs = builder()
     reference = copy.deepcopy(model)
     model.initial_state = {n: p.detach().clone() for n, p in model.named_parameters()}
     ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
     inputs = ptm.example_inputs
-    target_len = list(inputs.values())[-1].shape[1]
-    labels = torch.randint(0, VOCAB, (kwargs["batch_size"], target_len), generator=torch.Generator().manual_seed(seed))
+    shape = (kwargs["batch_size"],) if classes != VOCAB else (kwargs["batch_size"], list(inputs.values())[-1].shape[1])
+    labels = torch.randint(0, classes, shape, generator=torch.Generator().manual_seed(seed))
     ff_losses, ffmodel = sgd_steps_ff(ptm, inputs, labels, LR, STEPS)
     torch_losses = sgd_steps_torch(reference, inputs, labels, LR, STEPS)
     return ptm, ffmodel, reference, ff_losses, torch_losses
@@ -40,7 +40,13 @@ def mt5_run():
     return _train_both(mt5, 11)
 
 
-@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run"])
+@pytest.fixture(scope="module")
+def vit_run():
+    """2-D logits; the cls token and position embeddings are parameters used as tensors"""
+    return _train_both(vit_classifier, 12, classes=5)
+
+
+@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run"])
 def test_loss_trajectory_matches_pytorch(run, request):
     _, _, _, ff_losses, torch_losses = request.getfixturevalue(run)
     assert ff_losses[-1] < ff_losses[0]            # it trains
@@ -48,7 +54,7 @@ def test_loss_trajectory_matches_pytorch(run, request):
                                rtol=1e-4, atol=0.0)
 
 
-@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run"])
+@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run"])
 def test_trained_weights_copy_back_into_pytorch(run, request):
     ptm, ffmodel, reference, _, _ = request.getfixturevalue(run)
     model = ptm.copy_weights_to_torch(ffmodel)

@@ -76,4 +76,12 @@ def llama_gqa():
     return llama(kv_heads=2)
 
 
+def vit_classifier():
+    c = tf.ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, num_channels=3, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, num_labels=5)
+    torch.manual_seed(0)
+    return _perturb(tf.ViTForImageClassification(c), 7), dict(input_names=["pixel_values"], batch_size=4)
+
+
 BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit}
