@@ -33,3 +33,16 @@ def view_chain(input, steps):
     for target, args, kwargs in steps:
         input = target(input, *args, **kwargs)
     return input
+
+
+def layer_norm(input, weight, bias, eps: float):
+    """layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor
+
+    A hand-written LayerNorm over the last axis ((x - mean) / sqrt(var + eps) * w + b,
+    biased variance), fused by `passes.layer_norm_fusion`."""
+    y = torch.nn.functional.layer_norm(input, input.shape[-1:], None, None, eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y

@@ -24,7 +24,7 @@ import math
 import torch
 
 from .errors import ConversionError
-from .fused_ops import rms_norm as fused_rms_norm, dense as fused_dense
+from .fused_ops import rms_norm as fused_rms_norm, dense as fused_dense, layer_norm as fused_layer_norm
 from .graph import enum
 from . import registry
 
@@ -38,6 +38,7 @@ NATIVE_SLOTS = {
     aten.conv2d.default: ("weight", "bias"),
     aten.addmm.default: ("self", "mat2"),
     fused_rms_norm: ("weight",),
+    fused_layer_norm: ("weight", "bias"),
     fused_dense: ("weight", "bias"),
 }
 

@@ -73,6 +73,7 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool) -> 
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
     folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
     fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
+               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
                "dense_activation": passes.fuse_dense_activation(graph, params),
                "high_rank_views": passes.collapse_high_rank_views(graph)}
     graph.eliminate_dead_code()

@@ -6,7 +6,7 @@ import torch
 
 from ..registry import register
 from ..context import Param, Const
-from ..fused_ops import rms_norm as fused_rms_norm
+from ..fused_ops import rms_norm as fused_rms_norm, layer_norm as fused_layer_norm
 from ._common import binary, unsupported, to_float
 
 aten = torch.ops.aten
@@ -69,3 +69,9 @@ def aten__native_batch_norm_legit_no_training(ctx, input, weight, bias, running_
     y = binary(ctx, "multiply", input, Const(scale.reshape(shape)))
     y = binary(ctx, "add", y, Const(shift.reshape(shape)))
     return (y, None, None)
+
+
+@register(fused_layer_norm)
+def fused_layer_norm_converter(ctx, input, weight, bias, eps):
+    """layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor   (last axis)"""
+    return aten_layer_norm(ctx, input, [ctx.out_shape[-1]], weight, bias, eps)

@@ -55,3 +55,27 @@ class ConvBN(torch.nn.Module):
 def test_eval_batch_norm_becomes_affine():
     torch.manual_seed(0)
     check_module(ConvBN(), (_x(2, 3, 6, 6),), expect_ops=["conv2d", "multiply", "add"], forbid_ops=["batch_norm"])
+
+
+class ManualLayerNorms(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.rand(8) + 0.5)
+        self.b = torch.nn.Parameter(torch.rand(8) - 0.5)
+
+    def forward(self, x):
+        u = x.mean(-1, keepdim=True)
+        s = (x - u).pow(2).mean(-1, keepdim=True)
+        a = self.w * ((x - u) / torch.sqrt(s + 1e-5)) + self.b              # BERT-TF / ConvNeXt style
+        v = torch.var(x, dim=-1, keepdim=True, correction=0)
+        c = (x - x.mean(-1, keepdim=True)) * torch.rsqrt(v + 1e-6)          # no affine
+        return a + c
+
+
+def test_hand_written_layer_norm_is_fused():
+    torch.manual_seed(0)
+    ptm = check_module(ManualLayerNorms(), (_x(2, 3, 8) * 3 + 1,), expect_ops=["layer_norm", "layer_norm"],
+                       forbid_ops=["reduce_sum", "pow", "rsqrt"])
+    lns = [op for op in ptm.program.ops if op.method == "layer_norm"]
+    assert [op.args["elementwise_affine"] for op in lns] == [True, False]
+    assert ptm.prepared.fusions["layer_norm"] == 2
