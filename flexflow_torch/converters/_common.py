@@ -49,7 +49,7 @@ def binary(ctx, method, a, b):
     tensor is a * pow(b, -1) (FlexFlow's divide aborts in its CUDA set-up)."""
     sa, sb = ctx.scalar(a), ctx.scalar(b)
     if sb is not None and sa is None:
-        x, s = ctx.tensor(a), finite(sb)
+        x, s = _scalar_operand(ctx, a), finite(sb)
         if method == "add":
             return x if s == 0 else scalar_op(ctx, "scalar_add", x, s)
         if method == "subtract":
@@ -59,7 +59,7 @@ def binary(ctx, method, a, b):
         if method == "divide":
             return x if s == 1 else scalar_op(ctx, "scalar_true_divide", x, s)
     if sa is not None and sb is None:
-        x, s = ctx.tensor(b), finite(sa)
+        x, s = _scalar_operand(ctx, b), finite(sa)
         if method in ("add", "multiply"):
             return binary(ctx, method, b, a)
         if method == "subtract":      # s - x
@@ -76,6 +76,17 @@ def binary(ctx, method, a, b):
     x = ctx.tensor(a, rank=rank, float_=want_float if isinstance(a, Const) else None)
     y = ctx.tensor(b, rank=rank, float_=want_float if isinstance(b, Const) else None)
     return ctx.emit(method, {"x": x, "y": y})
+
+
+def _scalar_operand(ctx, x):
+    """The tensor side of a tensor-scalar op; integer tensors whose result is
+    float in PyTorch are made float first (FlexFlow's scalar ops keep the input
+    dtype, so int64 * 0.5 would stay integer)."""
+    v = ctx.tensor(x)
+    out = ctx.out_val
+    if v.dtype != "DT_FLOAT" and isinstance(out, torch.Tensor) and out.is_floating_point():
+        v = to_float(ctx, v)
+    return v
 
 
 def to_float(ctx, x: Value) -> Value:

@@ -27,7 +27,8 @@ def _additive_mask(ctx, mask, rank):
             t = t.float().clamp(min=NEG_LARGE)
         return Const(t)
     m = ctx.tensor(mask)
-    if ctx.node.args[3].meta["val"].dtype == torch.bool:
+    node = ctx.node.kwargs.get("attn_mask", ctx.node.args[3] if len(ctx.node.args) > 3 else None)
+    if node.meta["val"].dtype == torch.bool:
         m = to_float(ctx, m)
         # (1 - m) * NEG_LARGE, written so that m == 1 gives exactly 0
         return scalar_op(ctx, "scalar_add", scalar_op(ctx, "scalar_multiply", m, -NEG_LARGE), NEG_LARGE)

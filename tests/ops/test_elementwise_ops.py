@@ -54,3 +54,15 @@ def test_where_and_masked_fill_with_input_mask():
 def test_cast_int_to_float_uses_implicit_cast():
     check_module(Lambda(lambda x, ids: x + ids.float()), (_x(2, 5), torch.randint(0, 9, (2, 5))),
                  expect_ops=["multiply", "add"])
+
+
+def test_int_tensor_with_float_scalar_becomes_float_first():
+    ptm = check_module(Lambda(lambda x, m: x * ((1 - m) * -0.5)), (_x(2, 4), torch.tensor([[1, 0, 1, 1], [0, 0, 1, 1]])))
+    scalar_inputs = [ptm.program.values[op.args["input"]["$v"]].dtype for op in ptm.program.ops
+                     if op.method.startswith("scalar_")]
+    assert scalar_inputs == ["DT_INT64", "DT_INT64", "DT_FLOAT"]   # (1 - m) is integer, * -0.5 is on a float
+
+
+def test_sdpa_mask_as_keyword():
+    fn = Lambda(lambda q, m: torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=m.bool()[:, None, None, :]))
+    check_module(fn, (_x(2, 2, 4, 8), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])), expect_ops=["softmax"])
