@@ -70,6 +70,7 @@ class ConversionContext:
         self.node = None
         self.cache = {}           # per-conversion memo (e.g. tied embedding lookups)
         self._per_node = {}       # fx node -> FlexFlow ops emitted so far (for unique names)
+        self._in_progress = set()
 
     # ----------------------------------------------------------------- driver
     def run(self):
@@ -83,27 +84,24 @@ class ConversionContext:
             val = node.meta["val"]
             self.values[node] = self.program.add_input(name, tuple(val.shape), dtype_name(val.dtype))
         for node in p.graph.nodes:
-            self.node = node
             if node.op == "placeholder":
                 if node not in self.values:
+                    self.node = node
                     self.values[node] = self._placeholder(node)
             elif node.op == "call_function":
-                if node in p.folded:
-                    self.values[node] = _wrap_folded(p.folded[node])
-                    continue
+                if node in self.values:
+                    continue                 # converted early, on demand (see ensure)
                 if any(d in poisoned for d in node.all_input_nodes):
                     poisoned.add(node)
                     continue
                 try:
-                    self.values[node] = self._call(node)
+                    self.ensure(node)
                 except (FlexFlowTorchError, NotImplementedError) as exc:
                     if not isinstance(exc, (ConversionError, NotImplementedError, ValueError, TypeError)):
                         raise
                     problems.add(node, reason=str(exc))
                     poisoned.add(node)
                     continue
-                if isinstance(self.values[node], Value):
-                    self.program.node_values[node.name] = self.values[node].id
             elif node.op == "output":
                 raise_if_unsupported(problems.report())
                 outs = []
@@ -113,6 +111,33 @@ class ConversionContext:
                 self.program.outputs = [v.id for v in outs]
                 self.program.output_names = list(p.output_names)
         return self.program
+
+    def ensure(self, node):
+        """Convert `node` now if it has not been (dependencies first). Used by
+        the main loop and by tied tables, which need the ids of every lookup
+        of a parameter at its first use."""
+        if node in self.values:
+            return self.values[node]
+        if node in self._in_progress:
+            raise ConversionError(f"{node.name} depends on its own result through a shared parameter "
+                                  "(a recurrent use of a tied weight cannot be one FlexFlow layer)")
+        if node in self.prepared.folded:
+            self.values[node] = _wrap_folded(self.prepared.folded[node])
+            return self.values[node]
+        self._in_progress.add(node)
+        saved = self.node
+        try:
+            for dep in node.all_input_nodes:
+                self.ensure(dep)
+            self.node = node
+            value = self._call(node)
+        finally:
+            self.node = saved
+            self._in_progress.discard(node)
+        self.values[node] = value
+        if isinstance(value, Value):
+            self.program.node_values[node.name] = value.id
+        return value
 
     def _placeholder(self, node):
         p = self.prepared

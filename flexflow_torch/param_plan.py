@@ -79,15 +79,11 @@ class ParamPlan:
             bound = registry.bind_arguments(user.target, user.args, user.kwargs)
             if user.target is aten.embedding.default and bound["weight"] is param.node \
                     and bound["indices"] is not param.node:
-                lookups.append((user, ctx.values.get(bound["indices"])))
+                lookups.append((user, ctx.ensure(bound["indices"])))
             else:
                 needs_matrix = True
         pieces, plan = [], []
         for user, ids in lookups:
-            if ids is None:
-                raise ConversionError(
-                    f"parameter {param.fqn} is looked up with ids computed inside the model "
-                    f"({user.name}); a tied FlexFlow table needs all ids before the first use")
             from .context import Const
             if isinstance(ids, Const) and (ids.tensor.dim() == 0 or ids.tensor.shape[0] != B):
                 flat = ids.tensor.reshape(1, -1).expand(B, -1)

@@ -50,6 +50,8 @@ def binary(ctx, method, a, b):
     sa, sb = ctx.scalar(a), ctx.scalar(b)
     if sb is not None and sa is None:
         x, s = _scalar_operand(ctx, a), finite(sb)
+        if x.dtype != "DT_FLOAT" and method in ("add", "subtract", "multiply") and float(s).is_integer():
+            return _int_scalar(ctx, method, x, int(s))
         if method == "add":
             return x if s == 0 else scalar_op(ctx, "scalar_add", x, s)
         if method == "subtract":
@@ -60,6 +62,9 @@ def binary(ctx, method, a, b):
             return x if s == 1 else scalar_op(ctx, "scalar_true_divide", x, s)
     if sa is not None and sb is None:
         x, s = _scalar_operand(ctx, b), finite(sa)
+        if x.dtype != "DT_FLOAT" and method == "subtract" and float(s).is_integer():
+            neg = _int_scalar(ctx, "multiply", x, -1)
+            return _int_scalar(ctx, "add", neg, int(s))
         if method in ("add", "multiply"):
             return binary(ctx, method, b, a)
         if method == "subtract":      # s - x
@@ -76,6 +81,15 @@ def binary(ctx, method, a, b):
     x = ctx.tensor(a, rank=rank, float_=want_float if isinstance(a, Const) else None)
     y = ctx.tensor(b, rank=rank, float_=want_float if isinstance(b, Const) else None)
     return ctx.emit(method, {"x": x, "y": y})
+
+
+def _int_scalar(ctx, method, x, s):
+    """Integer tensor <op> integer scalar as a binary op with an int32 constant
+    (the result keeps x's integer type, e.g. position ids feeding an embedding)."""
+    if (method in ("add", "subtract") and s == 0) or (method == "multiply" and s == 1):
+        return x
+    const = ctx.constant(torch.full((1,) * x.rank, s, dtype=torch.int32))
+    return ctx.emit(method, {"x": x, "y": const})
 
 
 def _scalar_operand(ctx, x):

@@ -60,9 +60,21 @@ def test_int_tensor_with_float_scalar_becomes_float_first():
     ptm = check_module(Lambda(lambda x, m: x * ((1 - m) * -0.5)), (_x(2, 4), torch.tensor([[1, 0, 1, 1], [0, 0, 1, 1]])))
     scalar_inputs = [ptm.program.values[op.args["input"]["$v"]].dtype for op in ptm.program.ops
                      if op.method.startswith("scalar_")]
-    assert scalar_inputs == ["DT_INT64", "DT_INT64", "DT_FLOAT"]   # (1 - m) is integer, * -0.5 is on a float
+    assert scalar_inputs == ["DT_FLOAT"]             # (1 - m) stays integer (int32 constants), * -0.5 on a float
 
 
 def test_sdpa_mask_as_keyword():
     fn = Lambda(lambda q, m: torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=m.bool()[:, None, None, :]))
     check_module(fn, (_x(2, 2, 4, 8), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])), expect_ops=["softmax"])
+
+
+def test_integer_arithmetic_stays_integer_for_embedding_ids():
+    class PositionsPlusTwo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos = torch.nn.Embedding(12, 4)
+
+        def forward(self, position_ids):
+            return self.pos(position_ids * 2 + 2 - 1) + self.pos(5 - position_ids)
+    ids = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    check_module(PositionsPlusTwo(), (ids,), expect_ops=["embedding"], forbid_ops=["scalar_add", "scalar_multiply"])
