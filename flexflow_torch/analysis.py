@@ -14,6 +14,17 @@ from . import registry
 from .errors import UnsupportedOperatorsError
 
 
+_COMPARISONS = [f"aten::{op}.{kind}" for op in ("eq", "ne", "lt", "le", "gt", "ge") for kind in ("Scalar", "Tensor")]
+#: what to do about common unsupported targets
+HINTS = dict(
+    {c: "FlexFlow has no comparison ops; masks must come in as inputs (0/1) or be input-independent"
+     for c in _COMPARISONS},
+    **{"aten::cumsum": "FlexFlow has no cumulative sum; HF models that derive positions from the mask or "
+                       "the ids (OPT, RoBERTa) accept position_ids: add 'position_ids' to input_names",
+       "aten::log": "FlexFlow has no log",
+       "aten::_log_softmax": "FlexFlow has no log; end at the logits and use softmax + sparse CE"})
+
+
 @dataclass
 class UnsupportedOp:
     target: str
@@ -26,7 +37,8 @@ class UnsupportedOp:
     def __str__(self):
         where = f" in {self.module}" if self.module else ""
         src = f"\n      at {self.source}" if self.source else ""
-        return f"  {self.target} x{self.count} ({self.reason}; e.g. node {self.example}{where}){src}"
+        hint = f"\n      hint: {HINTS[self.target]}" if self.target in HINTS else ""
+        return f"  {self.target} x{self.count} ({self.reason}; e.g. node {self.example}{where}){src}{hint}"
 
 
 @dataclass

@@ -17,6 +17,8 @@ EXPECTED = {
     "mt5": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "pow", "tanh"},
     "llama": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "sigmoid"},   # rotary sin/cos folded
     "llama_gqa": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "gather"},
+    "albert": {"embedding", "layer_norm", "batch_matmul", "softmax", "dense"},
+    "opt": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax"},
     "vit": {"conv2d", "embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gelu", "concat"},
 }
 

@@ -53,3 +53,13 @@ def test_layer_names_unique_and_short():
     weighted = {op.name for op in program.ops if op.weights}
     assert "encoder.block.0.layer.0.SelfAttention.q" in weighted
     assert "decoder.block.1.layer.2.DenseReluDense.wo" in weighted
+
+
+def test_unsupported_report_hints_at_position_ids():
+    import flexflow_torch
+    from tiny_models import opt
+    model, kwargs = opt()
+    kwargs["input_names"] = ["input_ids", "attention_mask"]          # positions from cumsum(mask)
+    report = flexflow_torch.analyze(model, is_hf_model=True, **kwargs)
+    assert [u.target for u in report.unsupported] == ["aten::cumsum"]
+    assert "position_ids" in str(report) and "modeling_opt.py" in str(report)

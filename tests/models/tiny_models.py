@@ -84,4 +84,24 @@ def vit_classifier():
     return _perturb(tf.ViTForImageClassification(c), 7), dict(input_names=["pixel_values"], batch_size=4)
 
 
-BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit}
+def albert():
+    """cross-layer parameter sharing: every layer reuses the same weights"""
+    c = tf.AlbertConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    return _perturb(tf.AlbertModel(c), 8), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
+                                                seq_length=7)
+
+
+def opt():
+    """positions come from a cumsum of the mask unless position_ids is an input"""
+    c = tf.OPTConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64,
+                     word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    return _perturb(tf.OPTForCausalLM(c), 9), dict(input_names=["input_ids", "attention_mask", "position_ids"],
+                                                   batch_size=2, seq_length=7)
+
+
+BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit,
+            "albert": albert, "opt": opt}
