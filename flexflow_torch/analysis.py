@@ -162,14 +162,14 @@ def lint(prepared, program, plan, model=None) -> List[LintItem]:
             f"{len(overwrite)} pow/rsqrt/gelu op(s) read a tensor that has other consumers: real FlexFlow's "
             "backward of these ops overwrites the input gradient instead of accumulating (as read)"))
     tables = [p for p in prepared.params.values() if plan.kind(p) == "table" and p.node.users]
-    tied = sorted({p.fqn for p in tables if _lookups(p) and len(p.node.users) > 1} | set(prepared.ties))
+    tied = sorted({p.fqn for p in tables if len(p.node.users) > 1} | set(prepared.ties))
     as_tensor = sorted(p.fqn for p in tables if p.fqn not in tied)
     if tied:
         items.append(LintItem("tied-weights",
             f"tied/shared parameters ({', '.join(tied)}): FlexFlow cannot share a parameter between layers "
-            "(shared_op is ignored), so each is ONE embedding layer; its lookups (and, for a tied LM head, "
-            "an arange lookup giving a (batch, vocab, dim) copy of the table fed to batch_matmul) are "
-            "concatenated into one call, so every use trains the same FlexFlow parameter"))
+            "(shared_op is ignored), so each is ONE embedding layer; its lookups (and, for a tied LM head or "
+            "a shared Linear, an arange lookup giving a (batch, rows, dim) copy of the table fed to "
+            "batch_matmul) are concatenated into one call, so every use trains the same FlexFlow parameter"))
     if as_tensor:
         items.append(LintItem("parameter-as-tensor",
             f"parameters used as plain tensors ({', '.join(as_tensor)}) are held as embedding tables "
@@ -202,10 +202,6 @@ def lint(prepared, program, plan, model=None) -> List[LintItem]:
                                                     "data parallelism over several GPUs FlexFlow partitions dim 0 "
                                                     "of every created tensor"))
     return items
-
-
-def _lookups(param):
-    return [u for u in param.node.users if u.target is torch.ops.aten.embedding.default]
 
 
 def _value_ids(args):

@@ -12,7 +12,7 @@ import torch
 from flexflow_torch import PyTorchModel
 from flexflow_torch.testing import sgd_steps_ff, sgd_steps_torch
 
-from tiny_models import gpt2, mt5, vit_classifier, VOCAB
+from tiny_models import albert_mlm, gpt2, mt5, vit_classifier, VOCAB
 
 STEPS, LR = 3, 0.1
 
@@ -46,7 +46,13 @@ def vit_run():
     return _train_both(vit_classifier, 12, classes=5)
 
 
-@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run"])
+@pytest.fixture(scope="module")
+def albert_run():
+    """every layer shares its weights (and the MLM decoder is tied): one FlexFlow parameter each"""
+    return _train_both(albert_mlm, 13)
+
+
+@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run", "albert_run"])
 def test_loss_trajectory_matches_pytorch(run, request):
     _, _, _, ff_losses, torch_losses = request.getfixturevalue(run)
     assert ff_losses[-1] < ff_losses[0]            # it trains
@@ -54,7 +60,7 @@ def test_loss_trajectory_matches_pytorch(run, request):
                                rtol=1e-4, atol=0.0)
 
 
-@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run"])
+@pytest.mark.parametrize("run", ["gpt2_run", "mt5_run", "vit_run", "albert_run"])
 def test_trained_weights_copy_back_into_pytorch(run, request):
     ptm, ffmodel, reference, _, _ = request.getfixturevalue(run)
     model = ptm.copy_weights_to_torch(ffmodel)

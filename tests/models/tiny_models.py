@@ -84,14 +84,18 @@ def vit_classifier():
     return _perturb(tf.ViTForImageClassification(c), 7), dict(input_names=["pixel_values"], batch_size=4)
 
 
-def albert():
+def albert(head=False):
     """cross-layer parameter sharing: every layer reuses the same weights"""
     c = tf.AlbertConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=64, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
-    return _perturb(tf.AlbertModel(c), 8), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
+    return _perturb((tf.AlbertForMaskedLM if head else tf.AlbertModel)(c), 8), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
                                                 seq_length=7)
+
+
+def albert_mlm():
+    return albert(head=True)
 
 
 def opt():
