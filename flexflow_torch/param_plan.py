@@ -43,6 +43,10 @@ NATIVE_SLOTS = {
 }
 
 
+#: users that read a table parameter as a per-sample (batch, rows, cols) matrix
+_MATMUL_USERS = {aten.linear.default, aten.addmm.default}
+
+
 class ParamPlan:
     def __init__(self, graph, params):
         self.params = params                  # placeholder node -> Param
@@ -74,7 +78,7 @@ class ParamPlan:
         t = param.tensor
         cols = t.shape[-1] if t.dim() >= 1 else 1
         rows = t.numel() // cols
-        lookups, needs_matrix = [], False
+        lookups, needs_matrix, per_sample = [], False, False
         for user in param.node.users:
             bound = registry.bind_arguments(user.target, user.args, user.kwargs)
             if user.target is aten.embedding.default and bound["weight"] is param.node \
@@ -82,6 +86,7 @@ class ParamPlan:
                 lookups.append((user, ctx.ensure(bound["indices"])))
             else:
                 needs_matrix = True
+                per_sample = per_sample or user.target in _MATMUL_USERS
         pieces, plan = [], []
         for user, ids in lookups:
             from .context import Const
@@ -98,7 +103,9 @@ class ParamPlan:
             plan.append((user, v.shape, False))
         matrix_rows = 0
         if needs_matrix:
-            pieces.append(ctx.constant(torch.arange(rows).reshape(1, rows).expand(B, rows)))
+            # one copy per sample when it meets a batch (concat with ids, batch_matmul)
+            copies = B if (lookups or per_sample) else 1
+            pieces.append(ctx.constant(torch.arange(rows).reshape(1, rows).expand(copies, rows)))
             matrix_rows = rows
         if any(p.dtype == "DT_INT64" for p in pieces):
             pieces = _widen_ids(ctx, pieces)
