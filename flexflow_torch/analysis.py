@@ -187,6 +187,15 @@ def lint(prepared, program, plan, model=None) -> List[LintItem]:
            and not n.meta["val"].dtype.is_floating_point for n in prepared.graph.nodes):
         items.append(LintItem("bool-cast", "casts to bool/integer are kept as values (FlexFlow has no comparison "
                                            "or down-cast): masks must hold 0/1"))
+    divisions = [n for n in prepared.graph.nodes if n.op == "call_function" and n not in prepared.folded
+                 and n.target is aten.div.Tensor and isinstance(n.args[1], torch.fx.Node)
+                 and n.args[1] not in prepared.folded]
+    if divisions:
+        items.append(LintItem("divide", f"{len(divisions)} tensor division(s) are a * pow(b, -1): FlexFlow's divide "
+                                        "aborts in its CUDA set-up"))
+    if prepared.fusions.get("high_rank_views"):
+        items.append(LintItem("rank", f"{prepared.fusions['high_rank_views']} view/expand chain(s) through >4-D "
+                                      "tensors (FlexFlow's limit) became one constant gather each"))
     if model is not None and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         items.append(LintItem("dropout", "the model has dropout, captured in eval mode, so the converted graph has "
                                          "none; add ffmodel.dropout yourself if you need it (FlexFlow's dropout "

@@ -124,3 +124,24 @@ def test_inputs_by_name_and_text_form():
         ptm.torch_to_ff(ffmodel, {"y": None})
     with pytest.raises(ConversionError, match="tensors"):
         PyTorchModel(torch.nn.Linear(2, 3), example_inputs={"x": _x(4, 2), "flag": True})
+
+
+class LintMe(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.1)
+        self.emb = torch.nn.Embedding(10, 4)
+        self.emb.weight.data[0].zero_()
+
+    def forward(self, ids, x):
+        e = self.drop(self.emb(ids))                                 # (2, 3, 4)
+        big = e[:, :, None, None, :].expand(2, 3, 2, 1, 4).reshape(2, 6, 4)   # 5-D on the way
+        return torch.softmax(big / (x.abs() + 1), -1)
+
+
+def test_analyze_lint_kinds():
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    report = flexflow_torch.analyze(LintMe(), example_inputs=(ids, _x(2, 6, 4)))
+    kinds = {item.kind for item in report.lint}
+    assert {"divide", "rank", "dropout", "softmax-gradient", "sparse-ce-rank"} <= kinds, str(report)
+    check_module(LintMe(), (ids, _x(2, 6, 4)), expect_ops=["gather", "pow", "softmax"])
