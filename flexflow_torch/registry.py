@@ -23,10 +23,6 @@ import torch
 
 _CONVERTERS: Dict[object, Callable] = {}
 
-#: targets that carry no computation and are dropped from the graph
-IGNORED_TARGETS = set()
-
-
 def register(*targets, override: bool = False):
     """Decorator registering `fn(ctx, **bound_args)` for one or more targets.
 
@@ -57,7 +53,7 @@ def get_converter(target):
 
 def has_converter(target) -> bool:
     _ensure_loaded()
-    return target in _CONVERTERS or target in IGNORED_TARGETS
+    return target in _CONVERTERS
 
 
 def registered_targets() -> Iterable:
