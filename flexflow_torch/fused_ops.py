@@ -24,15 +24,27 @@ def dense(input, weight, bias=None, activation: str = "relu"):
     return torch.relu(y) if activation == "relu" else torch.sigmoid(y)
 
 
-def view_chain(input, steps):
-    """view_chain(Tensor input, steps) -> Tensor
+def view_graph(inputs, steps):
+    """view_graph(Tensor[] inputs, steps) -> Tensor
 
-    A chain of data-movement ops (unsqueeze, expand, view, permute...) whose
-    intermediate tensors have more axes than FlexFlow allows (e.g. LLaMA's
-    repeat_kv builds a 5-D expand); converted as one constant gather."""
+    Data-movement ops (unsqueeze, expand, view, permute, cat...) whose
+    intermediate tensors have more axes than FlexFlow allows; `steps` are
+    (target, args, kwargs) with ("$", i) naming inputs then earlier steps.
+    Converted as one constant gather."""
+    values = list(inputs)
+
+    def resolve(a):
+        if isinstance(a, tuple) and len(a) == 2 and a[0] == "$":
+            return values[a[1]]
+        if isinstance(a, (list, tuple)):
+            return type(a)(resolve(x) for x in a)
+        if isinstance(a, dict):
+            return {k: resolve(v) for k, v in a.items()}
+        return a
+
     for target, args, kwargs in steps:
-        input = target(input, *args, **kwargs)
-    return input
+        values.append(target(*resolve(args), **resolve(kwargs)))
+    return values[-1]
 
 
 def layer_norm(input, weight, bias, eps: float):

@@ -10,7 +10,7 @@ import torch
 from ..registry import register
 from ..context import Const
 from ._common import expand, to_float
-from ..fused_ops import view_chain as fused_view_chain
+from ..fused_ops import view_graph as fused_view_graph
 
 aten = torch.ops.aten
 
@@ -225,8 +225,19 @@ def aten_constant_pad_nd(ctx, self, pad, value=0):
     return ctx.reshape(ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), tuple(src.shape))
 
 
-@register(fused_view_chain)
-def fused_view_chain_converter(ctx, input, steps):
-    """view_chain(Tensor input, steps) -> Tensor   (one constant gather)"""
-    from ..fused_ops import view_chain
-    return gather_constant(ctx, ctx.tensor(input), lambda t: view_chain(t, steps))
+@register(fused_view_graph)
+def fused_view_graph_converter(ctx, inputs, steps):
+    """view_graph(Tensor[] inputs, steps) -> Tensor   (one constant gather over the concatenated inputs)"""
+    from ..fused_ops import view_graph
+    vals = [ctx.tensor(x) for x in inputs]
+    if len({v.dtype for v in vals}) > 1:
+        vals = [to_float(ctx, v) for v in vals]
+    if len(vals) == 1:
+        return gather_constant(ctx, vals[0], lambda t: view_graph([t], steps))
+    sizes = [math.prod(v.shape) for v in vals]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    src = view_graph([torch.arange(n).reshape(v.shape) + off for v, n, off in zip(vals, sizes, offsets)], steps)
+    flat = ctx.emit("concat", {"tensors": [ctx.reshape(v, (n,)) for v, n in zip(vals, sizes)]}, {"axis": 0})
+    idx = ctx.constant(src.reshape(-1).to(torch.int32))
+    out = ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0})
+    return ctx.reshape(out, tuple(src.shape) or (1,))

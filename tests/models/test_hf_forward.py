@@ -19,6 +19,7 @@ EXPECTED = {
     "llama_gqa": {"embedding", "rms_norm", "dense", "batch_matmul", "softmax", "gather"},
     "albert": {"embedding", "layer_norm", "batch_matmul", "softmax", "dense"},
     "opt": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax"},
+    "gptj": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gather", "concat"},
     "vit": {"conv2d", "embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gelu", "concat"},
 }
 

@@ -107,5 +107,14 @@ def opt():
                                                    batch_size=2, seq_length=7)
 
 
+def gptj():
+    """rotary embedding via a 5-D stack (unsqueeze, cat, view)"""
+    c = tf.GPTJConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    return _perturb(tf.GPTJForCausalLM(c), 10), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
+                                                     seq_length=7)
+
+
 BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit,
-            "albert": albert, "opt": opt}
+            "albert": albert, "opt": opt, "gptj": gptj}
