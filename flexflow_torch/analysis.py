@@ -19,8 +19,10 @@ _COMPARISONS = [f"aten::{op}.{kind}" for op in ("eq", "ne", "lt", "le", "gt", "g
 HINTS = dict(
     {c: "FlexFlow has no comparison ops; masks must come in as inputs (0/1) or be input-independent"
      for c in _COMPARISONS},
-    **{"aten::cumsum": "FlexFlow has no cumulative sum; HF models that derive positions from the mask or "
-                       "the ids (OPT, RoBERTa) accept position_ids: add 'position_ids' to input_names",
+    **{"aten::cumsum": "a cumsum is float in FlexFlow (a matmul); HF models that derive position ids from "
+                       "the mask or the ids (OPT, RoBERTa) accept position_ids: add 'position_ids' to input_names",
+       "aten::embedding": "ids computed by the model must stay integer; e.g. positions from a cumsum: add "
+                          "'position_ids' to input_names",
        "aten::log": "FlexFlow has no log",
        "aten::_log_softmax": "FlexFlow has no log; end at the logits and use softmax + sparse CE"})
 

@@ -52,3 +52,21 @@ def aten_mean_all(ctx, self, dtype=None):
     """mean(Tensor self, *, ScalarType? dtype=None) -> Tensor"""
     x = to_float(ctx, ctx.tensor(self))
     return scalar_op(ctx, "scalar_multiply", _reduce(ctx, x, list(range(x.rank)), False), 1.0 / math.prod(x.shape))
+
+
+@register(aten.cumsum.default)
+def aten_cumsum(ctx, self, dim, dtype=None):
+    """cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor
+
+    A batch_matmul with a constant upper-triangular 0/1 matrix (exact for
+    integer values below 2**24). The result is float: FlexFlow cannot cast back
+    to an integer, so a cumsum feeding an embedding lookup stays unsupported."""
+    x = to_float(ctx, ctx.tensor(self))
+    dim %= x.rank
+    perm = [i for i in range(x.rank) if i != dim] + [dim]
+    moved = ctx.transpose(x, perm)
+    n = moved.shape[-1]
+    flat = ctx.reshape(moved, (1, math.prod(moved.shape) // n, n))
+    tri = ctx.constant(torch.triu(torch.ones(n, n)).reshape(1, n, n), float_=True)
+    out = ctx.reshape(ctx.emit("batch_matmul", {"A": flat, "B": tri}), moved.shape)
+    return ctx.transpose(out, [perm.index(i) for i in range(x.rank)])

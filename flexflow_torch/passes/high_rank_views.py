@@ -36,7 +36,7 @@ def _collect(end):
             if _rank(a) <= MAX_RANK:
                 if a not in leaves:
                     leaves.append(a)
-            elif a.op == "call_function" and a.target in MOVEMENT and len(a.users) == 1:
+            elif a.op == "call_function" and a.target in MOVEMENT:
                 if a not in inner:
                     inner.append(a)
                     stack.append(a)

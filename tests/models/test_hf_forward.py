@@ -20,6 +20,7 @@ EXPECTED = {
     "albert": {"embedding", "layer_norm", "batch_matmul", "softmax", "dense"},
     "opt": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax"},
     "gptj": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gather", "concat"},
+    "bloom": {"embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gather"},
     "vit": {"conv2d", "embedding", "layer_norm", "dense", "batch_matmul", "softmax", "gelu", "concat"},
 }
 

@@ -116,5 +116,15 @@ def gptj():
                                                      seq_length=7)
 
 
+def bloom():
+    """ALiBi positions from a cumsum of the mask; fused QKV through a 5-D view"""
+    c = tf.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, hidden_dropout=0.0,
+                       attention_dropout=0.0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    return _perturb(tf.BloomForCausalLM(c), 11), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
+                                                      seq_length=7)
+
+
 BUILDERS = {"bert": bert, "gpt2": gpt2, "t5": t5, "mt5": mt5, "llama": llama, "llama_gqa": llama_gqa, "vit": vit,
-            "albert": albert, "opt": opt, "gptj": gptj}
+            "albert": albert, "opt": opt, "gptj": gptj,
+            "bloom": bloom}

@@ -79,3 +79,8 @@ def test_hand_written_layer_norm_is_fused():
     lns = [op for op in ptm.program.ops if op.method == "layer_norm"]
     assert [op.args["elementwise_affine"] for op in lns] == [True, False]
     assert ptm.prepared.fusions["layer_norm"] == 2
+
+
+def test_cumsum_as_triangular_matmul():
+    fn = Lambda(lambda x, m: x.cumsum(1) + (m.cumsum(-1) * m)[:, :, None].float())
+    check_module(fn, (_x(2, 5, 3), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])), expect_ops=["batch_matmul"] * 2)
