@@ -36,6 +36,8 @@ NATIVE_SLOTS = {
     aten.embedding.default: ("weight",),
     aten.layer_norm.default: ("weight", "bias"),
     aten.conv2d.default: ("weight", "bias"),
+    aten.conv1d.default: ("weight", "bias"),
+    aten.convolution.default: ("weight", "bias"),
     aten.addmm.default: ("self", "mat2"),
     fused_rms_norm: ("weight",),
     fused_layer_norm: ("weight", "bias"),

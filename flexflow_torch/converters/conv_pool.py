@@ -22,16 +22,51 @@ def _pair(v):
 @register(aten.conv2d.default)
 def aten_conv2d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
     """conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor"""
+    return _conv2d(ctx, ctx.tensor(input), weight, bias, stride, padding, dilation, groups)
+
+
+@register(aten.conv1d.default)
+def aten_conv1d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    """conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] dilation=1, SymInt groups=1) -> Tensor
+
+    A conv2d over (N, C, 1, L) with a (out, in, 1, k) kernel (the parameter reshaped)."""
+    if isinstance(padding, str):
+        unsupported(f"conv1d with padding={padding!r}")
+    x = ctx.tensor(input)
+    if x.rank != 3:
+        unsupported(f"conv1d on a {x.rank}-D input")
+    n, c, length = x.shape
+    def along_w(v, h):
+        return h, (v[0] if isinstance(v, (list, tuple)) else v)
+    y = _conv2d(ctx, ctx.reshape(x, (n, c, 1, length)), weight, bias, along_w(stride, 1), along_w(padding, 0),
+                along_w(dilation, 1), groups, kernel=(1, weight.shape[2]))
+    return ctx.reshape(y, ctx.out_shape)
+
+
+@register(aten.convolution.default)
+def aten_convolution(ctx, input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    """convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor"""
+    if transposed:
+        unsupported("transposed convolution (FlexFlow has none)")
+    if len(weight.shape) == 3:
+        return aten_conv1d(ctx, input, weight, bias, stride, padding, dilation, groups)
+    if len(weight.shape) != 4:
+        unsupported(f"{len(weight.shape) - 2}-D convolution")
+    return aten_conv2d(ctx, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None):
     if _pair(dilation) != (1, 1):
         unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
     if groups != 1:
         unsupported("grouped convolution (FlexFlow's conv2d weights cannot be set for groups > 1)")
     if not (isinstance(weight, Param) and ctx.is_native(weight)):
         unsupported("convolution with a shared or computed kernel")
-    x = ctx.tensor(input)
-    (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], _pair(stride), _pair(padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel or weight.shape[2:], _pair(stride), _pair(padding)
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
-    weights = [{"param_id": 0, "key": ctx.weight(weight)}]
+    key = ctx.weight(weight)
+    ctx.program.weights[key] = ctx.program.weights[key].reshape(weight.shape[0], -1, kh, kw)
+    weights = [{"param_id": 0, "key": key}]
     if native_b:
         weights.append({"param_id": 1, "key": ctx.weight(bias)})
     y = ctx.emit("conv2d", {"input": x},

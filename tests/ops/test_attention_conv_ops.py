@@ -44,3 +44,25 @@ class CNN(torch.nn.Module):
 def test_residual_cnn():
     torch.manual_seed(0)
     check_module(CNN(), (_x(2, 3, 8, 8),), expect_ops=["conv2d", "conv2d", "pool2d", "pool2d", "pool2d", "dense"])
+
+
+class Conv1dNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 6, 3, padding=1)
+        self.conv2 = torch.nn.Conv1d(6, 2, 2, stride=2)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv(x)))
+
+
+def test_conv1d_as_conv2d_and_weights_round_trip():
+    from flexflow_torch.verify import run_converted
+    torch.manual_seed(0)
+    net = Conv1dNet()
+    ptm = check_module(net, (_x(2, 4, 9),), expect_ops=["conv2d", "conv2d"])
+    assert ptm.program.weights["conv.weight"].shape == (6, 4, 1, 3)
+    ffmodel, _, _, _ = run_converted(ptm.program, ptm.example_inputs)
+    before = net.conv.weight.detach().clone()
+    ptm.copy_weights_to_torch(ffmodel)                 # (6, 4, 1, 3) back to (6, 4, 3)
+    torch.testing.assert_close(net.conv.weight, before)
