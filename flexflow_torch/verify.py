@@ -52,10 +52,7 @@ def compare(name, actual, expected) -> Comparison:
     e = expected.detach().cpu() if isinstance(expected, torch.Tensor) else torch.as_tensor(expected)
     if tuple(a.shape) != tuple(e.shape):
         return Comparison(name, tuple(e.shape), float("inf"), float("inf"), False)
-    if not e.is_floating_point():
-        a = a.to(e.dtype)
-    else:
-        a = a.to(e.dtype)
+    a = a.to(e.dtype)          # FlexFlow holds int64/bool results as int64/int32/float
     diff = (a.double() - e.double()).abs()
     max_abs = float(diff.max()) if diff.numel() else 0.0
     max_rel = float((diff / e.double().abs().clamp_min(1e-12)).max()) if diff.numel() else 0.0
@@ -128,25 +125,42 @@ def torch_node_values(prepared, inputs):
 
 
 def verify(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None, is_hf_model=False,
-           per_node=True) -> VerifyReport:
+           per_node=True, inputs=None) -> VerifyReport:
     """Convert `model` (or take a PyTorchModel), run both sides on the same
-    inputs, and report per output and (if needed) the first diverging node."""
+    inputs (the capture's example inputs, or `inputs`: a dict name -> tensor of
+    the same shapes), and report per output and the first diverging node."""
     from .pytorch_model import PyTorchModel
+    from .capture import _hf_flags
     import torch.utils._pytree as pytree
     ptm = model if isinstance(model, PyTorchModel) else PyTorchModel(
         model, is_hf_model=is_hf_model, input_names=input_names, batch_size=batch_size,
         seq_length=seq_length, example_inputs=example_inputs)
     program = ptm.program
     prepared = ptm.prepared
-    ffmodel, _, outputs, tensor_map = run_converted(program, ptm.example_inputs)
-    expected = [x for x in pytree.tree_leaves(prepared.eager_outputs) if isinstance(x, torch.Tensor)]
+    if inputs is None:
+        inputs, eager = ptm.example_inputs, prepared.eager_outputs
+    else:
+        missing = [n for n in ptm.input_names if n not in inputs]
+        if missing:
+            raise ConversionError(f"inputs lacks {missing}")
+        inputs = {n: inputs[n] for n in ptm.input_names}
+        was_training = ptm.model.training
+        with torch.no_grad():
+            ptm.model.eval()
+            if ptm._positional:
+                eager = ptm.model(*inputs.values())
+            else:
+                eager = ptm.model(**inputs, **_hf_flags(ptm.model, ptm.is_hf_model))
+        ptm.model.train(was_training)
+    ffmodel, _, outputs, tensor_map = run_converted(program, inputs)
+    expected = [x for x in pytree.tree_leaves(eager) if isinstance(x, torch.Tensor)]
     if len(expected) != len(outputs):
         raise ConversionError(f"{len(outputs)} converted outputs vs {len(expected)} PyTorch outputs")
     report = VerifyReport()
     for name, got, want in zip(program.output_names, outputs, expected):
         report.outputs.append(compare(name, got.get_tensor(ffmodel), want))
     if per_node and not report.ok:
-        values = torch_node_values(prepared, ptm.example_inputs)
+        values = torch_node_values(prepared, inputs)
         by_name = {n.name: n for n in prepared.graph.nodes}
         for node_name, vid in program.node_values.items():
             want = values.get(by_name.get(node_name))

@@ -70,3 +70,11 @@ def test_accepts_an_fx_graph_module():
     assert isinstance(gm, torch.fx.GraphModule)
     report = flexflow_torch.verify(PyTorchModel(gm, example_inputs=_inputs(6, 10)))
     assert report.ok, str(report)
+
+
+def test_verify_on_other_inputs_of_the_same_shape():
+    torch.manual_seed(0)
+    model = MLP().eval()
+    ptm = PyTorchModel(model, example_inputs={"x": _inputs(6, 10)[0]})
+    report = flexflow_torch.verify(ptm, inputs={"x": torch.randn(6, 10) * 3})
+    assert report.ok, str(report)
