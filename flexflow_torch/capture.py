@@ -87,6 +87,11 @@ def make_example_inputs(model, input_names, batch_size=1, seq_length=None, seed=
 def normalize_example_inputs(model, example_inputs, input_names=None):
     """example_inputs (dict or tuple) -> (ordered dict, positional?)."""
     if isinstance(example_inputs, dict):
+        if input_names:
+            if set(input_names) != set(example_inputs):
+                raise ConversionError(f"input_names {list(input_names)} do not match the example_inputs keys "
+                                      f"{list(example_inputs)}")
+            return OrderedDict((n, example_inputs[n]) for n in input_names), False
         return OrderedDict(example_inputs), False
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)

@@ -145,3 +145,18 @@ def test_analyze_lint_kinds():
     kinds = {item.kind for item in report.lint}
     assert {"divide", "rank", "dropout", "softmax-gradient", "sparse-ce-rank"} <= kinds, str(report)
     check_module(LintMe(), (ids, _x(2, 6, 4)), expect_ops=["gather", "pow", "softmax"])
+
+
+class TwoInputs(torch.nn.Module):
+    def forward(self, a, b):
+        return a - 2 * b
+
+
+def test_input_order_follows_input_names():
+    from flexflow_torch.testing import run_ff
+    x, y = _x(2, 3), _x(2, 3, seed=1)
+    ptm = PyTorchModel(TwoInputs(), input_names=["b", "a"], example_inputs={"a": x, "b": y})
+    assert ptm.input_names == ["b", "a"] == ptm.program.input_names
+    torch.testing.assert_close(torch.from_numpy(run_ff(ptm, [y, x])[0]), x - 2 * y)
+    with pytest.raises(ConversionError, match="do not match"):
+        PyTorchModel(TwoInputs(), input_names=["a"], example_inputs={"a": x, "b": y})
