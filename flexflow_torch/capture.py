@@ -5,6 +5,7 @@ ops that have no converter."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -170,7 +171,10 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
             kwargs.update(_hf_flags(model, is_hf_model))
             eager = model(*args, **kwargs)
             try:
-                ep = torch.export.export(model, args, kwargs, strict=False)
+                with warnings.catch_warnings():
+                    # torch's own pytree deprecation notice, raised inside torch.export
+                    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+                    ep = torch.export.export(model, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
                 raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
     finally:
@@ -184,5 +188,7 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
         for target in registry.registered_targets():
             if isinstance(target, torch._ops.OpOverload) and target in table:
                 del table[target]
-        ep = ep.run_decompositions(table)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            ep = ep.run_decompositions(table)
     return ep, eager, output_names(eager)
