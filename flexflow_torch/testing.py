@@ -94,6 +94,6 @@ def sgd_steps_torch(model, inputs, labels, lr, steps, logits_of=lambda out: out.
                                                  reduction="sum") / B
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
