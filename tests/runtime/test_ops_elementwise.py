@@ -221,3 +221,15 @@ def test_dropout_rate_zero_is_exact_copy(ffmodel, rng):
     np.testing.assert_array_equal(res.ff_out, x_np)
     np.testing.assert_array_equal(x.get_gradients(ffmodel, ParameterSyncType.PS),
                                   out.get_gradients(ffmodel, ParameterSyncType.PS))
+
+
+@pytest.mark.parametrize("method", ["scalar_add", "scalar_sub", "scalar_multiply"])
+def test_scalar_ops_keep_integer_dtype(ffmodel, method):
+    """FlexFlow's scalar ops keep the input's data type (position ids + 2 stay int64)."""
+    import torch
+    ids = ffmodel.create_tensor((BATCH, 3), DataType.DT_INT64)
+    out = getattr(ffmodel, method)(ids, 2.0, inplace=False)
+    assert out.data_type == DataType.DT_INT64
+    value = torch.arange(BATCH * 3).reshape(BATCH, 3)
+    ref = {"scalar_add": value + 2, "scalar_sub": value - 2, "scalar_multiply": value * 2}[method]
+    assert torch.equal(out.owner_op.handle.fn([value], [])[0], ref)

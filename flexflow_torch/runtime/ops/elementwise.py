@@ -75,7 +75,9 @@ class ElementwiseOps:
 
     # -- scalar ------------------------------------------------------------------
     def _scalar(self, op_type, input, fn, inplace, name):
-        return self._unary(op_type, input, fn, name, inplace=inplace)
+        """Scalar ops keep the input's data type, as FlexFlow's do (an int64 tensor
+        plus 2.0 stays int64)."""
+        return self._unary(op_type, input, lambda t: fn(t).to(t.dtype), name, inplace=inplace)
 
     def scalar_multiply(self, input, scalar, inplace=True, name=None):
         s = float(scalar)
