@@ -33,12 +33,15 @@ def check_module(model, example_inputs, expect_ops=(), forbid_ops=(), **kwargs) 
     ptm = PyTorchModel(model, example_inputs=example_inputs, **kwargs)
     ops = Counter(ptm.program.ff_ops())
     missing = Counter(expect_ops) - ops
-    assert not missing, f"missing FlexFlow ops {dict(missing)}; program:\n{ptm.program}"
+    if missing:
+        raise AssertionError(f"missing FlexFlow ops {dict(missing)}; program:\n{ptm.program}")
     present = [op for op in forbid_ops if op in ops]
-    assert not present, f"unexpected FlexFlow ops {present}; program:\n{ptm.program}"
+    if present:
+        raise AssertionError(f"unexpected FlexFlow ops {present}; program:\n{ptm.program}")
     got = run_ff(ptm)
     want = torch_outputs(model, ptm.example_inputs, ptm._positional)
-    assert len(got) == len(want)
+    if len(got) != len(want):
+        raise AssertionError(f"{len(got)} converted outputs, PyTorch returns {len(want)}")
     for g, w in zip(got, want):
         torch.testing.assert_close(torch.from_numpy(np.asarray(g)).to(w.dtype), w)
     return ptm
