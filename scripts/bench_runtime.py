@@ -12,7 +12,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn

@@ -11,8 +11,6 @@ After training, the trained weights are copied back into the PyTorch model, whic
 saved with `save_pretrained` and decodes the eval set greedily.
 """
 
-import time
-
 from common import (INPUT_NAMES, build_model, ensure_data, flexflow_loss, load_split,
                     load_tokenizer, parse_args, plot_loss, report, token_accuracy,
                     write_predictions)
@@ -35,7 +33,7 @@ def create_model(ffconfig, args, vocab_size, max_length):
     hf_model = PyTorchModel(model, is_hf_model=True, input_names=INPUT_NAMES,
                             batch_size=batch, seq_length=(max_length, max_length - 1))
     outputs = hf_model.torch_to_ff(ffmodel, [input_ids, attention_mask, decoder_input_ids])
-    probs = ffmodel.softmax(outputs[0], name="lm_probs")    # logits -> probabilities
+    ffmodel.softmax(outputs[0], name="lm_probs")   # final op: sparse CE trains on probabilities
     if args.optimizer == "adam":
         optimizer = AdamOptimizer(ffmodel, alpha=args.lr)
     else:

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataLoaderError, DTypeError, LabelRangeError, ShapeError
 from .enums import DataType, LossType
-from .tensor import Tensor, data_type_of_array
+from .tensor import NUMPY_DATA_TYPES, Tensor, data_type_of_array
 
 
 class SingleDataLoader:
@@ -40,10 +40,10 @@ class SingleDataLoader:
             raise DTypeError(f"data loader: array dtype {array.dtype} does not match "
                              f"data_type {data_type.name}")
         if data_type != input.data_type:
+            wanted = {v: k for k, v in NUMPY_DATA_TYPES.items()}.get(input.data_type)
             raise DTypeError(
                 f"data loader: a {array.dtype} array cannot feed a {input.data_type.name} "
-                f"tensor {input.dims}; cast it, e.g. array.astype('"
-                f"{ {DataType.DT_INT32: 'int32', DataType.DT_INT64: 'int64', DataType.DT_FLOAT: 'float32'}.get(input.data_type, '?')}')")
+                f"tensor {input.dims}; cast it, e.g. array.astype('{wanted}')")
         if array.ndim == 0 or num_samples < 1 or num_samples > array.shape[0]:
             raise ShapeError(f"data loader: num_samples {num_samples} does not fit an array of "
                              f"shape {array.shape}")

@@ -6,8 +6,6 @@ them, which only matters before `set_weights` is called."""
 
 import math
 
-import torch
-
 
 class Initializer:
     __slots__ = ["handle", "p_handle"]

@@ -20,7 +20,7 @@ from .ops.reduction import ReductionOps
 from .ops.serving import ServingOps
 from .ops.shape import ShapeOps
 from .optimizers import check_optimizer
-from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
+from .tensor import DATA_TYPES, FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
 from .training import PerfMetrics, TrainingLoop
 
 MAX_DIMS = 4        # FF_MAX_DIM 5 minus FlexFlow's replica dimension
@@ -104,8 +104,7 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
                              f"{[h.dims for h in layer.inputs]} do not fit: {exc}") from None
         for k, out in enumerate(outs[:num_outputs]):
             self._check_dims(tuple(out.shape), f"output of {op_type.name.lower()}")
-            dtype = {v: k for k, v in TORCH_DTYPES.items()}[out.dtype]
-            layer.outputs.append(TensorHandle(tuple(out.shape), dtype, owner_layer=layer,
+            layer.outputs.append(TensorHandle(tuple(out.shape), DATA_TYPES[out.dtype], owner_layer=layer,
                                               output_index=k))
         if inplace_input is not None and inplace_input.handle.dims == layer.outputs[0].dims:
             layer.inplace_input = inplace_input.handle

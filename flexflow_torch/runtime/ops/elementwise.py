@@ -117,7 +117,7 @@ class ElementwiseOps:
     # -- binary ------------------------------------------------------------------
     def _binary(self, op_type, x, y, fn, inplace_a, name, allow_broadcast=True):
         op = op_type.name.lower()
-        _broadcast_dims(op, x, y, allow_broadcast)
+        out_dims = _broadcast_dims(op, x, y, allow_broadcast)
         if DataType.DT_NONE in (x.data_type, y.data_type):
             raise DTypeError(f"{op}: operands must have a concrete data type")
         out_type = max(x.data_type, y.data_type, key=lambda d: d.value)
@@ -126,7 +126,7 @@ class ElementwiseOps:
             a, b = i
             dtype = self._torch_dtype(out_type)
             return [fn(a.to(dtype), b.to(dtype))]
-        same_shape = x.dims == _broadcast_dims(op, x, y, True) and x.data_type == out_type
+        same_shape = x.dims == out_dims and x.data_type == out_type
         return self._add_layer(op_type, name, [x, y], cast_fn,
                                inplace_input=x if inplace_a and same_shape else None)
 

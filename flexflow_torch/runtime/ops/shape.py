@@ -1,5 +1,7 @@
 """Shape operators (fact sheet §4.7): concat, split, reshape, transpose, gather."""
 
+import math
+
 import torch
 
 from ...errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
@@ -46,8 +48,7 @@ class ShapeOps:
         shape = tuple(int(s) for s in shape)
         if any(s <= 0 for s in shape):
             raise ShapeError(f"reshape: every entry must be > 0 (FlexFlow has no -1), got {shape}")
-        volume = lambda dims: int(torch.tensor(dims).prod()) if dims else 1  # noqa: E731
-        if volume(shape) != volume(input.dims):
+        if math.prod(shape) != math.prod(input.dims):
             raise ShapeError(f"reshape: {input.dims} cannot become {shape} (volumes differ)")
         return self._add_layer(OpType.RESHAPE, name, [input],
                                lambda i, w: [i[0].reshape(shape)])
