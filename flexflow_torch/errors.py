@@ -60,5 +60,9 @@ class InvalidModelError(ConversionError, TypeError):
     """The object to convert is not a torch.nn.Module (or fx.GraphModule)."""
 
 
+class ConfigError(FlexFlowTorchError, ValueError):
+    """A command-line flag or setting with an unusable value."""
+
+
 class ArgumentError(FlexFlowTorchError, ValueError):
     """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ..errors import FlexFlowTorchError, RuntimeNotInitializedError
+from ..errors import ConfigError, RuntimeNotInitializedError
 
 _state = {"initialized": False, "extra_argv": []}
 
@@ -120,10 +120,6 @@ _KEY_TO_FLAG = {
     "peft_activation_reserve_space_size": "-peft-activation-reserve-space-size",
     "peft_weight_reserve_space_size": "-peft-weight-reserve-space-size",
 }
-
-
-class ConfigError(FlexFlowTorchError, ValueError):
-    """A command-line flag with an unusable value."""
 
 
 def init_flexflow_runtime(configs_dict=None, **kwargs):

@@ -11,20 +11,28 @@ from .tensor import Parameter, Tensor
 
 
 class Layer:
-    """One operator of the model: inputs -> fn(inputs, weights) -> outputs."""
+    """One operator of the model: its rules (`spec`, a `semantics.OpSpec`), arguments,
+    input/output/weight handles, the problems FlexFlow would hit later (raised at the
+    matching call), and the state its forward keeps between passes (`run`)."""
 
-    def __init__(self, op_type, name, inputs, fn, weights=(), attrs=None):
+    def __init__(self, op_type, name, spec, inputs, attrs, weights=(), problems=(), run=None):
         self.op_type = op_type
         self.name = name
+        self.spec = spec
         self.inputs = list(inputs)
-        self.fn = fn
+        self.attrs = dict(attrs)
         self.weights = list(weights)
-        self.attrs = dict(attrs or {})
+        self.problems = list(problems)
+        self.run = run
         self.outputs = []
         self.op = None
         self.idx = None
         self.inplace_input = None   # input handle whose storage the output reuses
-        self.regularizer = None     # (RegularizerMode, lambda) for dense kernels
+        self.regularizer = None     # L2 lambda for dense kernels
+        self.grad_coefficients = [1.0] * len(self.inputs)
+
+    def forward(self, values, weights):
+        return self.spec.forward(self.run, values, weights, **self.attrs)
 
     def describe(self):
         label = f"'{self.name}'" if self.name else f"#{self.idx}"

@@ -1,34 +1,40 @@
 """`FFModel`: FlexFlow's model API on PyTorch kernels.
 
-Operators are recorded in creation order (FlexFlow's layer order) and run in that
-order by `forward()`, each as a PyTorch function, with autograd providing the
-backward pass. Loss gradients, metrics and optimizer updates follow FlexFlow's
-conventions (see training.py and LIMITS.md).
+Operators are recorded in creation order (FlexFlow's layer order) with their rules
+from `flexflow_torch.semantics`, and run in that order by `forward()`. The backward
+pass is PyTorch autograd over FlexFlow's per-operator backward (copy-through softmax,
+overwriting gelu/rsqrt/pow/dropout/norm backwards, transpose's doubling, ...), and
+losses, metrics and updates follow FlexFlow's kernels. What FlexFlow rejects raises a
+typed error at the call where FlexFlow fails. `FLEXFLOW_TORCH_SEMANTICS=exact`
+selects mathematically exact gradients instead (see semantics/__init__.py).
 """
+
+import enum
 
 import torch
 
-from ..errors import DTypeError, ModelStateError, ShapeError, UnsupportedByFlexFlowError
+from .. import semantics
+from ..errors import DTypeError, ModelStateError, UnsupportedByFlexFlowError
+from ..semantics import SPECS, Stage, enum_name
+from ..semantics import model as rules
 from .config import FFConfig, _require_runtime, runtime_device
 from .dataloader import DataLoaderOps
 from .enums import CompMode, DataType, LossType, MetricsType, OpType
+from .initializers import ConstantInitializer, GlorotUniformInitializer, ZeroInitializer
 from .layers import WRAPPERS, Layer, Op
-from .ops.dense import DenseOps
-from .ops.elementwise import ElementwiseOps
-from .ops.norm import NormOps
-from .ops.reduction import ReductionOps
-from .ops.serving import ServingOps
-from .ops.shape import ShapeOps
+from .ops import OperatorMethods
 from .optimizers import check_optimizer
-from .tensor import DATA_TYPES, FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
+from .serving import ServingOps
+from ..semantics.grad import scale_grad
+from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
 from .training import PerfMetrics, TrainingLoop
 
-MAX_DIMS = 4        # FF_MAX_DIM 5 minus FlexFlow's replica dimension
 MAX_OPNAME = 128
+_DEFAULT_INIT = {"glorot": lambda: GlorotUniformInitializer(0), "zeros": ZeroInitializer,
+                 "ones": lambda: ConstantInitializer(1.0)}
 
 
-class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, ServingOps,
-              DataLoaderOps, TrainingLoop):
+class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
     """A FlexFlow model (embedded runtime)."""
 
     def __init__(self, ffconfig):
@@ -37,11 +43,14 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
             raise TypeError(f"FFModel takes an FFConfig, got {type(ffconfig).__name__}")
         self.handle = self._handle = self
         self._ffconfig = ffconfig
+        self._degree = rules.degree_of(ffconfig)
+        self._exact = semantics.mode() == "exact"
         self._layers, self._nb_layers, self._tracing_id = {}, 0, 0
         self.initializers, self.attr_tensors = {}, {}
         self._graph, self._input_handles = [], []
         self._device = torch.device(runtime_device())
         self._compiled = self._initialized = False
+        self._raised = set()
         self._optimizer = self._loss_type = self._label = None
         self._metrics, self._comp_mode = [], CompMode.TRAINING
         self._perf = PerfMetrics(None)
@@ -64,76 +73,78 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         self._layers[self._nb_layers] = op
         self._nb_layers += 1
 
-    def _check_dims(self, dims, what):
-        if not 1 <= len(dims) <= MAX_DIMS:
-            raise UnsupportedByFlexFlowError(
-                f"{what}: {len(dims)}-D tensor {tuple(dims)}; FlexFlow tensors have 1 to "
-                f"{MAX_DIMS} axes (its build adds a replica axis to FF_MAX_DIM=5)")
-        if any(int(d) < 1 for d in dims):
-            raise ShapeError(f"{what}: every axis must be positive, got {tuple(dims)}")
-
-    def _weight(self, dims, initializer, label, data_type=DataType.DT_FLOAT):
-        return TensorHandle(dims, data_type, is_parameter=True, initializer=initializer,
-                            label=label)
-
-    def _add_layer(self, op_type, name, inputs, fn, weights=(), num_outputs=1,
-                   inplace_input=None, attrs=None):
-        """Record one operator. Output shapes come from running `fn` on meta tensors,
-        so every operator's shape logic is exactly its PyTorch kernel's."""
+    def _op(self, method, name, initializers=(), **args):
+        """Record one operator: its rules decide shapes, dtypes, partitions and what
+        FlexFlow rejects (now, or at a later call); its spec computes it."""
         if self._compiled:
             raise ModelStateError("operators must be added before compile()")
-        for t in inputs:
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{op_type.name.lower()}: inputs must be FlexFlow Tensors, "
-                                f"got {type(t).__name__}")
+        spec = SPECS[method]
+        inputs, rule_args = [], {}
+        for key, value in args.items():
+            if key in spec.tensors:
+                tensors = value if isinstance(value, list) else [value]
+                for t in tensors:
+                    if not isinstance(t, Tensor):
+                        raise TypeError(f"{method}: inputs must be FlexFlow Tensors, got {type(t).__name__}")
+                inputs += [t.handle for t in tensors]
+                metas = [t.handle.meta for t in tensors]
+                rule_args[key] = metas if isinstance(value, list) else metas[0]
+            else:
+                rule_args[key] = enum_name(value) if isinstance(value, enum.Enum) else value
         if name is not None and len(f"{name}_{len(self._graph)}") >= MAX_OPNAME:
             raise UnsupportedByFlexFlowError(
-                f"layer name {name!r} is too long: FlexFlow layer names must stay under "
-                f"{MAX_OPNAME} characters including its _<id> suffix")
-        layer = Layer(op_type, name, [t.handle for t in inputs], fn, weights, attrs)
+                f"layer name {name!r} is too long: FlexFlow layer names must stay under {MAX_OPNAME} "
+                "characters including its _<id> suffix [src/runtime/layer.cc, MAX_OPNAME]")
+        outs, problems = semantics.check(method, rule_args, self._degree)
+        weights = []
+        for i, decl in enumerate(spec.weights(**rule_args)):
+            init = initializers[i] if i < len(initializers) and initializers[i] is not None \
+                else _DEFAULT_INIT[decl.init]()
+            weights.append(TensorHandle(decl.shape, DataType[decl.dtype], is_parameter=True,
+                                        initializer=init, label=decl.label))
+        attrs = {k: v for k, v in rule_args.items() if k not in spec.tensors}
+        run = semantics.Run(exact=self._exact, degree=self._degree, device=self._device)
+        layer = Layer(OpType[spec.op_type], name, spec, inputs, attrs, weights, problems, run)
         for w in weights:
             w.owner_layer = layer
-        metas = [torch.empty(h.dims, dtype=h.torch_dtype, device="meta") for h in layer.inputs]
-        wmetas = [torch.empty(w.dims, dtype=w.torch_dtype, device="meta") for w in weights]
-        try:
-            outs = fn(metas, wmetas)
-        except (ShapeError, UnsupportedByFlexFlowError, DTypeError):
-            raise
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise ShapeError(f"{op_type.name.lower()}: inputs "
-                             f"{[h.dims for h in layer.inputs]} do not fit: {exc}") from None
-        for k, out in enumerate(outs[:num_outputs]):
-            self._check_dims(tuple(out.shape), f"output of {op_type.name.lower()}")
-            layer.outputs.append(TensorHandle(tuple(out.shape), DATA_TYPES[out.dtype], owner_layer=layer,
-                                              output_index=k))
-        if inplace_input is not None and inplace_input.handle.dims == layer.outputs[0].dims:
-            layer.inplace_input = inplace_input.handle
+        for k, meta in enumerate(outs):
+            layer.outputs.append(TensorHandle(meta.shape, DataType[meta.dtype], owner_layer=layer,
+                                              output_index=k, part=meta.part))
+        aliased = spec.inplace_input(**rule_args)
+        if aliased is not None:
+            src = args[aliased].handle
+            if src.dims == layer.outputs[0].dims and src.data_type == layer.outputs[0].data_type:
+                layer.inplace_input = src
         self._graph.append(layer)
-        self.add_layer(op_type, name)
+        self.add_layer(layer.op_type, name)
         tensors = [Tensor(h) for h in layer.outputs]
-        return tensors if num_outputs > 1 or op_type == OpType.SPLIT else tensors[0]
+        return tensors if len(tensors) > 1 or method == "split" else tensors[0]
+
+    def _raise_problems(self, stage):
+        """Raise the first problem FlexFlow hits at `stage` (once per layer and stage)."""
+        for layer in self._graph:
+            for problem in layer.problems:
+                if problem.stage == stage and (id(layer), stage) not in self._raised:
+                    self._raised.add((id(layer), stage))
+                    raise problem.exception(layer.describe())
 
     # -- tensors ---------------------------------------------------------------------
     def create_tensor(self, dims, data_type, create_grad=True):
-        """A graph input of NumPy-order `dims`; dim 0 is the sample (batch) axis."""
-        dims = tuple(int(d) for d in dims)
-        self._check_dims(dims, "create_tensor")
+        """A graph input of NumPy-order `dims`; dim 0 is the sample (batch) axis,
+        split across GPUs for data parallelism."""
         if not isinstance(data_type, DataType) or data_type == DataType.DT_NONE:
             raise DTypeError(f"create_tensor needs a concrete DataType, got {data_type!r}")
-        gpus = self._ffconfig.workers_per_node * self._ffconfig.num_nodes
-        if dims[0] % gpus:
-            raise ShapeError(f"create_tensor: dim 0 ({dims[0]}) is split across {gpus} GPUs "
-                             "for data parallelism and must be divisible by that count")
-        handle = TensorHandle(dims, data_type, create_grad=create_grad, label="input")
+        ck = semantics.Checker("create_tensor", self._degree)
+        meta = rules.input_meta(ck, list(dims), data_type.name)
+        handle = TensorHandle(meta.shape, data_type, create_grad=create_grad, label="input", part=meta.part)
+        self._input_problems = getattr(self, "_input_problems", []) + ck.problems
         self._input_handles.append(handle)
         return Tensor(handle, owner_op_type=OpType.INPUT)
 
     def create_constant(self, dims, value, data_type):
-        """An input without gradient filled with `value` (FlexFlow's create_constant)."""
-        tensor = self.create_tensor(dims, data_type, create_grad=False)
-        tensor.handle.value = torch.full(tensor.dims, value, dtype=tensor.handle.torch_dtype,
-                                         device=self._device)
-        return tensor
+        """An input without gradient. As in FlexFlow, `value` never reaches the tensor:
+        it holds zeros (model.cc:3130-3141; init_layers zero-fills inputs)."""
+        return self.create_tensor(dims, data_type, create_grad=False)
 
     def map_tensor(self, tensor, parallel_op=None):
         raise UnsupportedByFlexFlowError("map_tensor asserts in FlexFlow's C API; use "
@@ -171,9 +182,11 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
                   f"{[h.dims for h in layer.inputs]} -> {[h.dims for h in layer.outputs]}")
 
     def _final_layer(self):
+        """The loss binds to the model's sink (see semantics.model.final_layer_problem)."""
         if not self._graph:
             raise ModelStateError("the model has no operators")
-        return self._graph[-1]
+        ends = rules.sinks(self._graph)
+        return ends[-1] if ends else self._graph[-1]
 
     def _final_output_handle(self):
         layer = self._final_layer()
@@ -192,8 +205,9 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
     optimizer = property(fset=set_optimizer)
 
     def compile(self, optimizer=None, loss_type=None, metrics=None, comp_mode=None):
-        """Create weights and optimizer state, the label tensor, then load pending
-        `attr_tensors` (FlexFlow's order)."""
+        """Check what FlexFlow's compile checks, create the weights, optimizer state and
+        label tensor, then `set_tensor` every pending `attr_tensors` entry (FlexFlow's
+        order; init_layers() later zero-fills the input tensors among them)."""
         self.optimizer = optimizer
         if not isinstance(loss_type, LossType):
             raise TypeError(f"compile needs a LossType loss_type, got {loss_type!r}")
@@ -206,8 +220,16 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         comp_mode = CompMode.TRAINING if comp_mode is None else comp_mode
         if self._compiled:
             raise ModelStateError("the model is already compiled")
+        final = self._final_layer()
         out = self._final_output_handle()
-        self._check_loss(loss_type, metrics, out)
+        for problem in getattr(self, "_input_problems", []):
+            if problem.stage == Stage.COMPILE:
+                raise problem.exception("create_tensor")
+        self._raise_problems(Stage.COMPILE)
+        problem = rules.final_layer_problem(self._graph)
+        if problem is not None:
+            raise problem.exception()
+        rules.check_loss(loss_type.name, [m.name for m in metrics], final.op_type.name, out.meta)
         self._loss_type, self._metrics, self._comp_mode = loss_type, metrics, comp_mode
         for layer in self._graph:
             for w in layer.weights:
@@ -215,34 +237,29 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
                 with torch.no_grad():
                     w.initializer.fill(value, self._generator)
                 w.value = value.to(self._device).requires_grad_(w.data_type in FLOAT_TYPES)
-        sparse = loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
-        label_dims = out.dims[:-1] + (1,) if sparse else out.dims
-        self._label = TensorHandle(label_dims, DataType.DT_INT32 if sparse else DataType.DT_FLOAT,
-                                   create_grad=False, label="label tensor")
+        label = rules.label_meta(loss_type.name, out.meta)
+        self._label = TensorHandle(label.shape, DataType[label.dtype], create_grad=False,
+                                   label="label tensor", part=label.part)
+        self._plan_gradients()
         self._compiled = True
         for ff_tensor, np_tensor in self.attr_tensors.items():
             ff_tensor.set_tensor(self, np_tensor)
         print("Compiled ffmodel!")
 
-    def _check_loss(self, loss_type, metrics, out):
-        final = self._final_layer()
-        if loss_type == LossType.LOSS_MEAN_SQUARED_ERROR_SUM_REDUCE:
-            raise UnsupportedByFlexFlowError(
-                "LOSS_MEAN_SQUARED_ERROR_SUM_REDUCE is not implemented in FlexFlow's backward "
-                "task (it aborts); use LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE")
-        if loss_type in (LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
-                         LossType.LOSS_CATEGORICAL_CROSSENTROPY) and final.op_type != OpType.SOFTMAX:
-            raise UnsupportedByFlexFlowError(
-                f"{loss_type.name} expects the final operator to be softmax (FlexFlow's "
-                f"gradient is p - y on probabilities), but it is {final.describe()}: add "
-                "ffmodel.softmax(logits) as the last layer")
-        if (MetricsType.METRICS_CATEGORICAL_CROSSENTROPY in metrics
-                and loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY):
-            raise UnsupportedByFlexFlowError(
-                "METRICS_CATEGORICAL_CROSSENTROPY cannot be measured with sparse labels; use "
-                "METRICS_SPARSE_CATEGORICAL_CROSSENTROPY")
-        if out.data_type not in FLOAT_TYPES:
-            raise DTypeError(f"the model output must be floating point, got {out.data_type.name}")
+    def _plan_gradients(self):
+        """Per consumer of each tensor, the share of its gradient FlexFlow keeps (an
+        overwriting backward discards what later consumers added; transpose doubles it)."""
+        consumers = {}
+        for layer in self._graph:
+            for h in dict.fromkeys(layer.inputs):          # x op x is one consumer
+                consumers.setdefault(id(h), []).append(layer)
+        for key, uses in consumers.items():
+            writes = [layer.spec.input_grad for layer in uses]
+            coefs = [1.0] * len(uses) if self._exact else semantics.gradient_coefficients(writes)
+            for layer, coef in zip(uses, coefs):
+                for slot, h in enumerate(layer.inputs):
+                    if id(h) == key:
+                        layer.grad_coefficients[slot] = coef
 
     @property
     def label_tensor(self):
@@ -251,8 +268,13 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         return Tensor(self._label, deallocate=False)
 
     def init_layers(self):
+        """Kernel set-up; like FlexFlow, zero-fill every input tensor and the label
+        (write them after init_layers: data loaders do in next_batch)."""
         if not self._compiled:
             raise ModelStateError("call compile() before init_layers()")
+        self._raise_problems(Stage.INIT)
+        for h in self._input_handles + [self._label]:
+            h.value = torch.zeros(h.dims, dtype=h.torch_dtype, device=self._device)
         self._initialized = True
 
     def prefetch(self):
@@ -266,18 +288,19 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         """Run every operator in layer order (dropout included, as in FlexFlow)."""
         if not self._initialized:
             raise ModelStateError("call compile() and init_layers() before forward()")
+        self._raise_problems(Stage.FORWARD)
         training = self._grad_enabled and self._comp_mode == CompMode.TRAINING
         for h in self._input_handles:
-            if h.value is None and any(h in layer.inputs for layer in self._graph):
-                raise ModelStateError(
-                    f"{h.describe()} has no data: feed it with a data loader (next_batch) "
-                    "or set_tensor before forward()")
-            if training and h.create_grad and h.data_type in FLOAT_TYPES:
-                h.value = h.value.detach().requires_grad_(True)
+            want_grad = training and self._exact and h.create_grad and h.data_type in FLOAT_TYPES
+            h.value = h.value.detach().requires_grad_(want_grad)
         self._seeded_grads = {}
         with torch.set_grad_enabled(training):
             for layer in self._graph:
-                outs = layer.fn([h.value for h in layer.inputs], [w.value for w in layer.weights])
+                values = [h.value for h in layer.inputs]
+                if training:
+                    values = [scale_grad(v, c) if v.requires_grad else v
+                              for v, c in zip(values, layer.grad_coefficients)]
+                outs = layer.forward(values, [w.value for w in layer.weights])
                 for h, value in zip(layer.outputs, outs):
                     if value.requires_grad:
                         value.retain_grad()
@@ -287,6 +310,8 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         self._pending_backward = training
 
     def zero_gradients(self):
+        if self._comp_mode == CompMode.TRAINING:
+            self._raise_problems(Stage.BACKWARD)
         for p in self._params():
             p.grad = None
         for h in self._input_handles:
@@ -298,25 +323,31 @@ class FFModel(ElementwiseOps, DenseOps, NormOps, ShapeOps, ReductionOps, Serving
         operator's backward (FlexFlow's order)."""
         if self._comp_mode != CompMode.TRAINING:
             raise ModelStateError("backward() needs a model compiled with CompMode.TRAINING")
+        self._raise_problems(Stage.BACKWARD)
         if not self._pending_backward:
             raise ModelStateError("call forward() before backward() (once per forward)")
         self._pending_backward = False
         self.compute_metrics()
         final = self._final_layer()
         out = final.outputs[0]
-        grad = self._loss_gradient(out.value.detach(), self._label_value())
+        grad = rules.loss_gradient(self._loss_type.name, out.value.detach(), self._label_value(),
+                                   self._ffconfig.batch_size, self._exact, self._degree)
         self._seeded_grads[id(out)] = grad
-        if final.op_type == OpType.SOFTMAX:
-            # FlexFlow's softmax backward copies the incoming gradient unchanged.
-            target = final.inputs[0].value
-        else:
-            target = out.value
+        target = out.value
+        if self._exact and final.op_type == OpType.SOFTMAX and self._loss_type in (
+                LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, LossType.LOSS_CATEGORICAL_CROSSENTROPY):
+            target = final.inputs[0].value      # p - y is the gradient w.r.t. the logits
+        for layer in self._graph:
+            if layer.spec.weight_grad == semantics.OVER:
+                for w in layer.weights:
+                    w.value.grad = None
         if target.requires_grad:
             torch.autograd.backward(target, grad)
+        scale = 1 if self._exact else self._degree     # L2 is added on every GPU before the all-reduce
         for layer in self._graph:
             if layer.regularizer:
                 kernel = layer.weights[0].value
-                kernel.grad = kernel.grad + layer.regularizer * kernel.detach()
+                kernel.grad = kernel.grad + layer.regularizer * scale * kernel.detach()
 
     def update(self):
         if self._optimizer is None:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import DTypeError, ModelStateError, ShapeError
+from ..semantics import Meta
+from ..semantics.model import readable_rows
 from .enums import DataType
 
 TORCH_DTYPES = {
@@ -46,10 +48,10 @@ class TensorHandle:
     """Runtime storage behind a `Tensor`: what FlexFlow keeps in Legion regions."""
 
     __slots__ = ("dims", "data_type", "value", "owner_layer", "output_index",
-                 "create_grad", "is_parameter", "initializer", "label")
+                 "create_grad", "is_parameter", "initializer", "label", "part")
 
     def __init__(self, dims, data_type, owner_layer=None, output_index=0,
-                 create_grad=True, is_parameter=False, initializer=None, label=""):
+                 create_grad=True, is_parameter=False, initializer=None, label="", part=None):
         self.dims = tuple(int(d) for d in dims)
         self.data_type = data_type
         self.value = None
@@ -59,10 +61,19 @@ class TensorHandle:
         self.is_parameter = is_parameter
         self.initializer = initializer
         self.label = label
+        self.part = part          # NumPy axis split across data-parallel GPUs
 
     @property
     def torch_dtype(self):
         return TORCH_DTYPES[self.data_type]
+
+    @property
+    def meta(self):
+        return Meta(self.dims, self.data_type.name, self.part)
+
+    @property
+    def is_input(self):
+        return self.owner_layer is None and not self.is_parameter
 
     def describe(self):
         where = self.label or (self.owner_layer.describe() if self.owner_layer else "input")
@@ -105,11 +116,27 @@ class Tensor:
                 "or set_tensor() (for inputs)")
         return self.handle.value
 
+    def _readout(self, ffmodel, array):
+        """With data parallelism FlexFlow maps only GPU 0's piece of a partitioned
+        activation or label: the rest of the returned array is uninitialised (here NaN,
+        or the integer minimum)."""
+        degree = getattr(ffmodel, "_degree", 1)
+        if ffmodel is None or self.handle in ffmodel._input_handles:
+            return array
+        rows = readable_rows(self.handle.part, self.dims, degree)
+        if rows is None:
+            return array
+        axis, keep = rows
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(keep, None)
+        array[tuple(index)] = np.nan if array.dtype.kind == "f" else np.iinfo(array.dtype).min
+        return array
+
     def get_tensor(self, ffmodel):
         """A copy of the tensor's current values as a NumPy array of shape `dims`."""
         if self.data_type == DataType.DT_HALF:
             raise DTypeError("FlexFlow's get_tensor cannot read HALF tensors")
-        return _numpy(self._value()).reshape(self.dims)
+        return self._readout(ffmodel, _numpy(self._value()).reshape(self.dims))
 
     def set_tensor(self, ffmodel, np_array):
         """Overwrite the tensor with `np_array` (C-contiguous, exactly `dims`).
@@ -150,7 +177,8 @@ class Tensor:
         grad = ffmodel._seeded_grads.get(id(self.handle)) if ffmodel is not None else None
         if grad is None and value.requires_grad:
             grad = value.grad
-        return _numpy(grad if grad is not None else torch.zeros_like(value)).reshape(self.dims)
+        array = _numpy(grad if grad is not None else torch.zeros_like(value)).reshape(self.dims)
+        return self._readout(ffmodel, array)
 
     def get_model_output_tensor(self, ffmodel):
         """The final operator's output, whichever tensor this is called on (FlexFlow)."""

@@ -11,7 +11,8 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import DataLoaderError, LabelRangeError, ModelStateError
+from ..errors import DataLoaderError, ModelStateError
+from ..semantics.model import check_labels
 from .enums import CompMode, LossType, MetricsType
 
 _ORDER = [MetricsType.METRICS_ACCURACY, MetricsType.METRICS_CATEGORICAL_CROSSENTROPY,
@@ -68,29 +69,12 @@ class TrainingLoop:
         return self._loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
 
     def _class_labels(self, output, labels):
-        """(positions, classes) probabilities and (positions,) int64 labels."""
+        """(positions, classes) probabilities and (positions,) int64 labels (FlexFlow's
+        metric kernels count every non-last position as a sample)."""
         num_classes = output.shape[-1]
         flat = labels.reshape(-1).long()
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_classes):
-            raise LabelRangeError(
-                f"labels must lie in [0, {num_classes}), got [{int(flat.min())}, "
-                f"{int(flat.max())}]; FlexFlow has no ignore index, so map padding to a "
-                "valid class instead of -100")
+        check_labels(flat, num_classes)
         return output.reshape(-1, num_classes), flat
-
-    def _loss_gradient(self, output, labels):
-        """d(loss)/d(final output), as FlexFlow's loss kernels write it."""
-        batch = output.shape[0]
-        if self._sparse():
-            probs, flat = self._class_labels(output, labels)
-            grad = probs.clone()
-            grad[torch.arange(flat.numel()), flat] -= 1.0
-            return grad.reshape(output.shape) / batch
-        if self._loss_type == LossType.LOSS_CATEGORICAL_CROSSENTROPY:
-            return (output - labels) / batch
-        if self._loss_type == LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE:
-            return (output - labels) * (2.0 / output.numel())
-        return torch.full_like(output, 1.0 / batch)          # LOSS_IDENTITY
 
     @torch.no_grad()
     def compute_metrics(self):

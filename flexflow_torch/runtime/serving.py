@@ -1,9 +1,9 @@
 """FlexFlow's serving (inference-only) API: present with the real signatures so
 scripts fail with a clear message rather than an AttributeError."""
 
-from ...errors import UnsupportedByFlexFlowError
-from ..enums import DataType
-from ..serving_types import RotaryEmbeddingMeta
+from ..errors import UnsupportedByFlexFlowError
+from .enums import DataType
+from .serving_types import RotaryEmbeddingMeta
 
 
 def _serving(name):

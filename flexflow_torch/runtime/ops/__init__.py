@@ -1,1 +1,0 @@
-"""FFModel's operator methods, one mixin per family."""

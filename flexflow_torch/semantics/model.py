@@ -1,0 +1,158 @@
+"""Rules about the model as a whole: input tensors, data parallelism, the final
+operator, losses and their gradients, and what `init_layers` does to inputs."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DTypeError, LabelRangeError, ModelStateError, ShapeError, UnsupportedByFlexFlowError
+from .base import BOOLEAN, FLOAT, INT32, Checker, Meta, Problem, Stage
+
+INPUT_SRC = "src/runtime/model.cc create_operator_from_layer (OP_INPUT):3110-3153"
+
+
+def input_meta(ck: Checker, dims, dtype) -> Meta:
+    """`create_tensor`: an INPUT layer, repartitioned on axis 0 over every GPU in
+    training (model.cc:3147-3151); check_valid aborts compile when axis 0 is not
+    divisible (parallel_tensor.cc:502, model.cc:1880)."""
+    dims = tuple(int(d) for d in dims)
+    ck.rank(dims, "tensor")
+    if dtype == BOOLEAN:
+        ck.problem(Stage.COMPILE, DTypeError, "DT_BOOLEAN tensors cannot be mapped",
+                   "src/runtime/model.cc map_tensor_with_dim2:2061-2085")
+    if isinstance(ck.degree, int) and dims[0] % ck.degree:
+        ck.problem(Stage.COMPILE, ShapeError, f"axis 0 ({dims[0]}) is split across {ck.degree} GPUs for "
+                   "data parallelism and must be divisible by that count",
+                   "src/runtime/parallel_tensor.cc check_valid:502, " + INPUT_SRC)
+    return Meta(dims, dtype, part=0)
+
+
+#: init_layers zero-fills every INPUT tensor (constants and the label included):
+#: write them after init_layers, before each forward (noop.cc NoOp::init:183-240)
+INIT_ZEROES_INPUTS = "src/ops/noop.cc NoOp::init:183-240"
+#: create_constant's value never reaches the tensor (model.cc:3130-3141): it is zeros
+CONSTANT_IS_ZERO = "src/runtime/model.cc:3130-3141, src/ops/noop.cc NoOp::init"
+
+
+def degree_of(ffconfig) -> int:
+    """FlexFlow's data-parallel degree: numNodes x workersPerNode (model.cc:3147-3151)."""
+    return int(ffconfig.num_nodes) * int(ffconfig.workers_per_node)
+
+
+def sinks(layers):
+    """Layers none of whose outputs feed another layer (`layers`: objects with `inputs`
+    and `outputs` handle lists, in creation order)."""
+    used = {id(h) for layer in layers for h in layer.inputs}
+    return [layer for layer in layers if not any(id(h) in used for h in layer.outputs)]
+
+
+def final_layer_problem(layers):
+    """FlexFlow binds the loss and metrics to the last operator of its compiled order, a
+    breadth-first topological order whose ties follow hash iteration
+    (substitution.cc convert_graph_to_operators:3628-3878, model.cc get_final_operator:2958).
+    That is the model's sink only when the sink is unique."""
+    ends = sinks(layers)
+    if len(ends) > 1:
+        names = ", ".join(layer.describe() for layer in ends[:4])
+        return Problem(Stage.COMPILE, UnsupportedByFlexFlowError,
+                       f"{len(ends)} operators have unused outputs ({names}); FlexFlow binds the loss "
+                       "to the last operator of a hash-ordered topological sort, so it is undefined "
+                       "which: consume or remove every other output", "src/runtime/model.cc "
+                       "get_final_operator:2958-2967, src/runtime/substitution.cc:3628-3878")
+    return None
+
+
+def label_meta(loss_type, out: Meta) -> Meta:
+    """The label tensor compile() creates from the final operator (model.cc:3895-3925)."""
+    if loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY":
+        return Meta(out.shape[:-1] + (1,), INT32, out.part)
+    return Meta(out.shape, FLOAT, out.part)
+
+
+def check_loss(loss_type, metrics, final_op_type, out: Meta):
+    """What compile() accepts (raised there)."""
+    if loss_type == "LOSS_MEAN_SQUARED_ERROR_SUM_REDUCE":
+        raise UnsupportedByFlexFlowError(
+            "LOSS_MEAN_SQUARED_ERROR_SUM_REDUCE is not implemented in FlexFlow's backward task (it "
+            "prints 'Unsupported loss' and aborts); use LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE "
+            "[src/loss_functions/loss_functions.cc Loss::backward_task_with_dim]")
+    if loss_type in ("LOSS_SPARSE_CATEGORICAL_CROSSENTROPY", "LOSS_CATEGORICAL_CROSSENTROPY") \
+            and final_op_type != "SOFTMAX":
+        raise UnsupportedByFlexFlowError(
+            f"{loss_type} expects the final operator to be softmax (its gradient is p - y on "
+            f"probabilities), but it is {final_op_type.lower()}: add ffmodel.softmax(logits) last "
+            "[src/loss_functions/loss_functions.cu]")
+    if "METRICS_CATEGORICAL_CROSSENTROPY" in metrics and loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY":
+        raise UnsupportedByFlexFlowError("METRICS_CATEGORICAL_CROSSENTROPY cannot be measured with "
+                                         "sparse labels; use METRICS_SPARSE_CATEGORICAL_CROSSENTROPY "
+                                         "[src/metrics_functions/metrics_functions.cc]")
+    if out.dtype != FLOAT:
+        raise DTypeError(f"the model output must be float, got {out.dtype}")
+
+
+def loss_hazard(loss_type, out: Meta):
+    if loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY" and out.rank > 2:
+        return Problem(None, UnsupportedByFlexFlowError,
+                       f"sparse cross-entropy on a {out.rank}-D output {out.shape}: the kernel takes "
+                       f"axis 0 as the samples and all other axes as one class axis, so only "
+                       f"{out.shape[0]} labels take part; end the model with a 2-D (samples, classes) "
+                       "softmax, or use flexflow_torch.CrossEntropyHead",
+                       "src/loss_functions/loss_functions.cc backward_task_with_dim:134-136")
+    return None
+
+
+def check_labels(labels, classes):
+    flat = labels.reshape(-1)
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= classes):
+        raise LabelRangeError(
+            f"labels must lie in [0, {classes}), got [{int(flat.min())}, {int(flat.max())}]; FlexFlow "
+            "has no ignore index and no bounds check, so map padding such as -100 to a valid class")
+
+
+def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1):
+    """d(loss)/d(output) as loss_functions.cu writes it for sparse CE: copy p, subtract 1 at
+    label[i] for each of the num_samples = axis-0 rows of the shard (num_classes =
+    volume / num_samples), scale by 1/config.batchSize. `exact`: one label per position."""
+    classes = probs.shape[-1]
+    if exact or probs.dim() <= 2:
+        rows = probs.reshape(-1, classes)
+        flat = labels.reshape(-1).long()
+        check_labels(flat, classes)
+        grad = rows.clone()
+        grad[torch.arange(flat.numel(), device=grad.device), flat] -= 1.0
+        return grad.reshape(probs.shape) / batch_size
+    grads = []
+    for p, y in zip(probs.chunk(shards), labels.chunk(shards)):
+        n = p.shape[0]
+        rows = p.reshape(n, -1).clone()
+        lab = y.reshape(-1)[:n].long()          # label[i], i < num_samples, read flat
+        check_labels(lab, rows.shape[1])
+        rows[torch.arange(n, device=rows.device), lab] -= 1.0
+        grads.append(rows.reshape(p.shape))
+    return torch.cat(grads) / batch_size
+
+
+def loss_gradient(loss_type, output, labels, batch_size, exact, shards=1):
+    """The gradient FlexFlow's loss backward writes into the final output (it
+    overwrites the buffer; loss_functions.cu:40,49,57)."""
+    if loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY":
+        return sparse_ce_gradient(output, labels, batch_size, exact, shards)
+    if loss_type == "LOSS_CATEGORICAL_CROSSENTROPY":
+        return (output - labels) / batch_size
+    if loss_type == "LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE":
+        return (output - labels) * (2.0 / output.numel())
+    return torch.full_like(output, 1.0 / batch_size)          # LOSS_IDENTITY
+
+
+def readable_rows(meta_part, dims, degree):
+    """With data parallelism, get_tensor of a partitioned activation maps only the
+    sub-region of GPU 0 (parallel_tensor.cc get_tensor:703-750): the first B/N rows of
+    the partitioned axis hold values, the rest of the returned array is uninitialised."""
+    if degree <= 1 or meta_part is None:
+        return None
+    return meta_part, dims[meta_part] // degree
+
+
+def check_state(ok, message):
+    if not ok:
+        raise ModelStateError(message)
