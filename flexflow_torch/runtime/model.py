@@ -47,7 +47,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         self._exact = semantics.mode() == "exact"
         self._layers, self._nb_layers, self._tracing_id = {}, 0, 0
         self.initializers, self.attr_tensors = {}, {}
-        self._graph, self._input_handles = [], []
+        self._graph, self._input_handles, self._input_problems = [], [], []
         self._device = torch.device(runtime_device())
         self._compiled = self._initialized = False
         self._raised = set()
@@ -122,6 +122,10 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
 
     def _raise_problems(self, stage):
         """Raise the first problem FlexFlow hits at `stage` (once per layer and stage)."""
+        for problem in self._input_problems:
+            if problem.stage == stage and (id(problem), stage) not in self._raised:
+                self._raised.add((id(problem), stage))
+                raise problem.exception("create_tensor")
         for layer in self._graph:
             for problem in layer.problems:
                 if problem.stage == stage and (id(layer), stage) not in self._raised:
@@ -137,7 +141,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         ck = semantics.Checker("create_tensor", self._degree)
         meta = rules.input_meta(ck, list(dims), data_type.name)
         handle = TensorHandle(meta.shape, data_type, create_grad=create_grad, label="input", part=meta.part)
-        self._input_problems = getattr(self, "_input_problems", []) + ck.problems
+        self._input_problems += ck.problems
         self._input_handles.append(handle)
         return Tensor(handle, owner_op_type=OpType.INPUT)
 
@@ -222,9 +226,8 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             raise ModelStateError("the model is already compiled")
         final = self._final_layer()
         out = self._final_output_handle()
-        for problem in getattr(self, "_input_problems", []):
-            if problem.stage == Stage.COMPILE:
-                raise problem.exception("create_tensor")
+        if comp_mode != CompMode.TRAINING:
+            self._unpartition()
         self._raise_problems(Stage.COMPILE)
         problem = rules.final_layer_problem(self._graph)
         if problem is not None:
@@ -245,6 +248,18 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         for ff_tensor, np_tensor in self.attr_tensors.items():
             ff_tensor.set_tensor(self, np_tensor)
         print("Compiled ffmodel!")
+
+    def _unpartition(self):
+        """Without training, inputs get no Repartition (model.cc create_operator_from_layer
+        OP_INPUT:3147-3152): every tensor has degree 1, so nothing is partitioned."""
+        self._input_problems = [p for p in self._input_problems if not (p.parallel or p.training)]
+        for h in self._input_handles:
+            h.part = None
+        for layer in self._graph:
+            layer.problems = [p for p in layer.problems if not p.parallel]
+            layer.run.degree = 1
+            for h in layer.outputs:
+                h.part = None
 
     def _plan_gradients(self):
         """Per consumer of each tensor, the share of its gradient FlexFlow keeps (an
@@ -290,9 +305,16 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             raise ModelStateError("call compile() and init_layers() before forward()")
         self._raise_problems(Stage.FORWARD)
         training = self._grad_enabled and self._comp_mode == CompMode.TRAINING
+        fed = []
         for h in self._input_handles:
-            want_grad = training and self._exact and h.create_grad and h.data_type in FLOAT_TYPES
+            # flexflow: autograd runs through inputs, but their gradient is never written
+            # (partition.cc Repartition::backward:280-285; see Tensor.get_gradients)
+            want_grad = training and h.data_type in FLOAT_TYPES and (h.create_grad or not self._exact)
             h.value = h.value.detach().requires_grad_(want_grad)
+            fed.append(h.value)
+        for layer in self._graph:
+            for h in layer.outputs:
+                h.grad_value = None
         self._seeded_grads = {}
         with torch.set_grad_enabled(training):
             for layer in self._graph:
@@ -301,13 +323,36 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
                     values = [scale_grad(v, c) if v.requires_grad else v
                               for v, c in zip(values, layer.grad_coefficients)]
                 outs = layer.forward(values, [w.value for w in layer.weights])
-                for h, value in zip(layer.outputs, outs):
+                for k, (h, value) in enumerate(zip(layer.outputs, outs)):
                     if value.requires_grad:
                         value.retain_grad()
+                    elif training and value.is_floating_point():
+                        # FlexFlow runs every operator's backward: an activation has a
+                        # gradient even when no weight lies upstream of it
+                        value = outs[k] = value.detach().requires_grad_(True)
                     h.value = value
                 if layer.inplace_input is not None:
-                    layer.inplace_input.value = outs[0]
+                    self._alias(layer.inplace_input, layer.outputs[0], outs[0])
+        # An in-place op on a graph input writes into the input's Repartition output,
+        # not into the input itself (model.cc create_operator_from_layer OP_INPUT:3147-3153
+        # returns the Repartition; partition.cc Repartition::forward copies every pass)
+        for h, value in zip(self._input_handles, fed):
+            h.value = value
         self._pending_backward = training
+
+    def _alias(self, src, out, value):
+        """An in-place op: its output reuses `src`'s storage. In FlexFlow both also share
+        one gradient buffer, which after backward holds the gradient of the op's input
+        (element_unary.cc map_output_tensors:218-229); exact mode reads each tensor's own
+        gradient. A graph input keeps its own gradient (it is never written)."""
+        if src not in self._input_handles:
+            root = src.grad_value if src.grad_value is not None else src.value
+            src.grad_value = root
+            if not self._exact:
+                out.grad_value = root
+        else:
+            out.grad_value = src.value if not self._exact else None
+        src.value = value
 
     def zero_gradients(self):
         if self._comp_mode == CompMode.TRAINING:

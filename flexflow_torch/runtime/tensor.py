@@ -48,7 +48,7 @@ class TensorHandle:
     """Runtime storage behind a `Tensor`: what FlexFlow keeps in Legion regions."""
 
     __slots__ = ("dims", "data_type", "value", "owner_layer", "output_index",
-                 "create_grad", "is_parameter", "initializer", "label", "part")
+                 "create_grad", "is_parameter", "initializer", "label", "part", "grad_value")
 
     def __init__(self, dims, data_type, owner_layer=None, output_index=0,
                  create_grad=True, is_parameter=False, initializer=None, label="", part=None):
@@ -62,6 +62,7 @@ class TensorHandle:
         self.initializer = initializer
         self.label = label
         self.part = part          # NumPy axis split across data-parallel GPUs
+        self.grad_value = None    # the tensor whose .grad is this one's gradient (in place)
 
     @property
     def torch_dtype(self):
@@ -174,7 +175,13 @@ class Tensor:
         For the final operator this is the loss gradient FlexFlow writes into its
         output (e.g. (p - onehot) / batch_size for sparse cross-entropy)."""
         value = self._value()
-        grad = ffmodel._seeded_grads.get(id(self.handle)) if ffmodel is not None else None
+        grad = None
+        if ffmodel is not None and self.handle in ffmodel._input_handles and not ffmodel._exact:
+            value = value.detach()      # Repartition::backward skips graph inputs: never written
+        elif self.handle.grad_value is not None:
+            value = self.handle.grad_value
+        elif ffmodel is not None:
+            grad = ffmodel._seeded_grads.get(id(self.handle))
         if grad is None and value.requires_grad:
             grad = value.grad
         array = _numpy(grad if grad is not None else torch.zeros_like(value)).reshape(self.dims)

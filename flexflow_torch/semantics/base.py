@@ -65,6 +65,7 @@ class Problem:
     message: str
     source: str
     parallel: bool = False     # only with more than one data-parallel GPU
+    training: bool = False     # only when compiled for training (inputs are repartitioned)
 
     def exception(self, where=""):
         prefix = f"{where}: " if where else ""

@@ -53,8 +53,10 @@ def conv_output(size, kernel, stride, padding, what, ck):
 
 def effective_padding(size, out, kernel, stride):
     """init_task recomputes the padding from the output size and ignores the user's
-    value (conv_2d.cc Conv2D::init_task:623-626, pool_2d.cc Pool2D::init_task:352-355)."""
-    return ((out - 1) * stride + kernel - size + 1) // 2
+    value (conv_2d.cc Conv2D::init_task:623-626, pool_2d.cc Pool2D::init_task:352-355),
+    with C++ int division, which truncates toward zero."""
+    twice = (out - 1) * stride + kernel - size + 1
+    return twice // 2 if twice >= 0 else -(-twice // 2)
 
 
 class _Spatial(OpSpec):
@@ -68,7 +70,12 @@ class _Spatial(OpSpec):
         oh = conv_output(h, kernel_h, stride_h, padding_h, self.method, ck)
         ow = conv_output(w, kernel_w, stride_w, padding_w, self.method, ck)
         eff = (effective_padding(h, oh, kernel_h, stride_h), effective_padding(w, ow, kernel_w, stride_w))
-        if eff != (padding_h, padding_w):
+        if min(eff) < 0:
+            ck.problem(Stage.INIT, UnsupportedByFlexFlowError, f"kernel ({kernel_h}, {kernel_w}) and "
+                       f"stride ({stride_h}, {stride_w}) on {h}x{w}: FlexFlow recomputes the padding as "
+                       f"{eff} and hands cuDNN a negative padding (as read); choose sizes with "
+                       "(in + 2*padding - kernel) % stride <= 1", self.source.split(",")[0] + " init_task")
+        elif eff != (padding_h, padding_w):
             ck.hazard(f"padding ({padding_h}, {padding_w}) runs as {eff}: FlexFlow recomputes it from "
                       "the output size", self.source.split(",")[0] + " init_task")
         if input.part not in (None, 0):

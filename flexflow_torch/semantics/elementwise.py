@@ -189,20 +189,30 @@ register(Dropout)
 
 # ----------------------------------------------------------------------------- binary
 def binary_partition(ck, x, y, out_shape):
-    """element_binary.cc ElementBinary::ElementBinary:197-242: axes of equal size must
-    carry equal partitions; broadcasting along a partitioned axis aborts."""
-    if x.part == y.part:
-        return x.part
+    """element_binary.cc ElementBinary::ElementBinary:219-236: on an axis where both sizes
+    are equal the operands must carry the same partition (else compile aborts at :227);
+    on a broadcast axis the output takes the larger operand's. ElementBinary::init
+    (element_binary.cc:366) then needs every operand on the output's index space, which
+    depends only on how many axes are partitioned (model.cc get_or_create_task_is:2787)."""
+    out_parts = []
+    for axis, (a, b) in enumerate(zip(x.shape, y.shape)):
+        px, py = x.part == axis, y.part == axis
+        if a == b:
+            if px != py:
+                ck.parallel_problem(Stage.COMPILE, f"operands {x.shape} and {y.shape} are partitioned "
+                                    f"differently on axis {axis}", "src/ops/element_binary.cc:227")
+                return x.part if x.part is not None else y.part
+            if px:
+                out_parts.append(axis)
+        elif (py if a == 1 else px):
+            out_parts.append(axis)
     for m in (x, y):
-        other = y if m is x else x
-        if m.part is not None and other.shape[m.part] != m.shape[m.part]:
-            ck.parallel_problem(Stage.INIT, f"operand of shape {other.shape} is broadcast along "
-                                f"the partitioned axis {m.part}", "src/ops/element_binary.cc:366 "
+        if len(out_parts) != (m.part is not None):
+            ck.parallel_problem(Stage.INIT, f"operand of shape {m.shape} is broadcast against a "
+                                "partitioned axis of the other", "src/ops/element_binary.cc:366 "
                                 "(check_output_input_weight_same_parallel_is)")
-            return m.part
-    ck.parallel_problem(Stage.COMPILE, f"operands {x.shape} and {y.shape} are partitioned on "
-                        f"different axes ({x.part}, {y.part})", "src/ops/element_binary.cc:227")
-    return x.part if x.part is not None else y.part
+            break
+    return out_parts[0] if out_parts else None
 
 
 class Binary(OpSpec):

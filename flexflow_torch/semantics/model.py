@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DTypeError, LabelRangeError, ModelStateError, ShapeError, UnsupportedByFlexFlowError
-from .base import BOOLEAN, FLOAT, INT32, Checker, Meta, Problem, Stage
+from .base import BOOLEAN, FLOAT, HALF, INT32, Checker, Meta, Problem, Stage
 
 INPUT_SRC = "src/runtime/model.cc create_operator_from_layer (OP_INPUT):3110-3153"
 
@@ -20,10 +20,16 @@ def input_meta(ck: Checker, dims, dtype) -> Meta:
     if dtype == BOOLEAN:
         ck.problem(Stage.COMPILE, DTypeError, "DT_BOOLEAN tensors cannot be mapped",
                    "src/runtime/model.cc map_tensor_with_dim2:2061-2085")
+    elif dtype == HALF:
+        ck.problem(Stage.FORWARD, DTypeError, "DT_HALF inputs: the Repartition every input gets "
+                   "in training has no DT_HALF case", "src/parallel_ops/partition.cc "
+                   "Repartition::forward_task:375-387, " + INPUT_SRC)
+        ck.problems[-1].training = True
     if isinstance(ck.degree, int) and dims[0] % ck.degree:
         ck.problem(Stage.COMPILE, ShapeError, f"axis 0 ({dims[0]}) is split across {ck.degree} GPUs for "
                    "data parallelism and must be divisible by that count",
                    "src/runtime/parallel_tensor.cc check_valid:502, " + INPUT_SRC)
+        ck.problems[-1].parallel = True
     return Meta(dims, dtype, part=0)
 
 
