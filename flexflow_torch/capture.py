@@ -158,18 +158,45 @@ def output_names(outputs):
     return names
 
 
-def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool):
-    """(ExportedProgram decomposed down to ops we convert, eager outputs, output names)."""
-    was_training = model.training
-    model.eval()
+@contextlib.contextmanager
+def capture_mode(model, training: bool):
+    """The model in eval mode, or in training mode for dropout with batch norms kept in
+    eval mode (FlexFlow cannot train batch norm; eval-mode ones fold into constants);
+    every module's mode is restored afterwards."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    if training:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     try:
+        yield
+    finally:
+        for m, mode in saved:
+            m.training = mode
+
+
+def call_args(model, inputs: OrderedDict, positional: bool, is_hf_model: bool):
+    """(args, kwargs) that call the model on `inputs` as the capture does."""
+    if positional:
+        return tuple(inputs.values()), dict(_hf_flags(model, is_hf_model))
+    return (), {**inputs, **_hf_flags(model, is_hf_model)}
+
+
+def eager_outputs(model, inputs: OrderedDict, positional: bool, is_hf_model: bool):
+    """The model's own outputs in eval mode (verify's reference)."""
+    args, kwargs = call_args(model, inputs, positional, is_hf_model)
+    with capture_mode(model, False), _hf_export_settings(model, is_hf_model), torch.no_grad():
+        return model(*args, **kwargs)
+
+
+def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False):
+    """(ExportedProgram decomposed down to ops we convert, output names).
+
+    In training mode dropout is captured (as `aten.dropout` with train=True)."""
+    args, kwargs = call_args(model, inputs, positional, is_hf_model)
+    with capture_mode(model, training):
         with _hf_export_settings(model, is_hf_model), torch.no_grad():
-            if positional:
-                args, kwargs = tuple(inputs.values()), {}
-            else:
-                args, kwargs = (), dict(inputs)
-            kwargs.update(_hf_flags(model, is_hf_model))
-            eager = model(*args, **kwargs)
             try:
                 with warnings.catch_warnings():
                     # torch's own pytree deprecation notice, raised inside torch.export
@@ -177,8 +204,6 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
                     ep = torch.export.export(model, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
                 raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
-    finally:
-        model.train(was_training)
     missing = {n.target for n in ep.graph.nodes
                if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
                and not registry.has_converter(n.target)}
@@ -191,4 +216,5 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             ep = ep.run_decompositions(table)
-    return ep, eager, output_names(eager)
+    spec = ep.call_spec.out_spec
+    return ep, output_names(pytree.tree_unflatten(list(range(spec.num_leaves)), spec))

@@ -1,6 +1,13 @@
 """Conversion context: walks the prepared FX graph and calls one converter per
-node, giving converters the helpers they share (constants, rank alignment,
-parameters, layer names)."""
+node, giving converters the helpers they share (constants, the batch axis,
+parameters, data movement, layer names).
+
+Every tensor of a converted program carries the batch on axis 0, so that FlexFlow's
+data parallelism (which splits axis 0 of every input, constants included) gives each
+GPU whole samples. Constants and parameters meet activations as per-sample copies.
+A value computed from parameters and constants only (T5's position bias) is *lifted*:
+its FlexFlow tensor has a leading batch axis its PyTorch value lacks (or has as 1);
+`lifted` records its PyTorch shape."""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from .errors import ConversionError, DTypeError
 from .graph import FFProgram, Value
 from . import registry
 
-NO_NAME_METHODS = {"relu", "pow", "rsqrt", "elu"}  # real FlexFlow's C API drops/misuses their name
+NO_NAME_METHODS = {"relu", "pow", "rsqrt", "elu"}  # FlexFlow's C API turns their name into inplace=True
 
 
 class Const:
@@ -50,14 +57,45 @@ class Param:
         return f"Param({self.fqn})"
 
 
-def dtype_name(torch_dtype) -> str:
-    if torch_dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+class Merged:
+    """A PyTorch view that merges the batch axis with the axes after it ((B, S, D) seen
+    as (B*S, D), e.g. GPT-2's Conv1D): kept as the unmerged `value` for the operators
+    that can compute on it (a reshape changing axis 0 aborts under data parallelism,
+    src/ops/reshape.cc:127-146); any other consumer gets the real reshape."""
+
+    def __init__(self, value, shape):
+        self.value, self.shape, self.materialized = value, tuple(shape), None
+
+    def __repr__(self):
+        return f"Merged({self.value} as {list(self.shape)})"
+
+
+def merges_batch(shape, torch_shape) -> bool:
+    """`torch_shape` merges the first k >= 2 axes of `shape` and keeps the rest."""
+    for k in range(2, len(shape) + 1):
+        if torch_shape[0] == math.prod(shape[:k]) and tuple(torch_shape[1:]) == tuple(shape[k:]):
+            return True
+    return False
+
+
+def dtype_name(torch_dtype, is_input=False) -> str:
+    """FlexFlow's DataType for a PyTorch dtype. Integers are DT_INT32: FlexFlow's
+    concat/split/gather copy 4-byte elements only, and it has no cast to narrow an
+    INT64 input (src/ops/concat.cc, src/runtime/accessor.cc)."""
+    if torch_dtype.is_floating_point:
         return "DT_FLOAT"
-    if torch_dtype == torch.int64:
-        return "DT_INT64"
-    if torch_dtype in (torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool):
+    if torch_dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool):
         return "DT_INT32"
     raise DTypeError(f"no FlexFlow data type for {torch_dtype}")
+
+
+def lifted_shape(batch, torch_shape):
+    """The FlexFlow shape of a batch-less PyTorch value: a size-1 axis 0 becomes the
+    batch, otherwise a batch axis is prepended."""
+    torch_shape = tuple(torch_shape) or (1,)
+    if torch_shape[0] == 1:
+        return (batch,) + torch_shape[1:]
+    return (batch,) + torch_shape
 
 
 class ConversionContext:
@@ -68,9 +106,14 @@ class ConversionContext:
         self.batch_size = prepared.batch_size
         self.values = {}          # fx node -> Value | Const | Param | list | scalar
         self.node = None
-        self.cache = {}           # per-conversion memo (e.g. tied embedding lookups)
+        self.cache = {}           # per-conversion memo (tables, shared constants)
+        self.lifted = {}          # value id -> PyTorch shape, for lifted values
         self._per_node = {}       # fx node -> FlexFlow ops emitted so far (for unique names)
         self._in_progress = set()
+        self.per_sample = set()   # fx nodes that depend on a user input
+        for node in prepared.graph.nodes:
+            if node in prepared.user_inputs or any(d in self.per_sample for d in node.all_input_nodes):
+                self.per_sample.add(node)
 
     # ----------------------------------------------------------------- driver
     def run(self):
@@ -82,7 +125,7 @@ class ConversionContext:
         problems, poisoned = UnsupportedCollector(), set()
         for node, name in p.user_inputs.items():
             val = node.meta["val"]
-            self.values[node] = self.program.add_input(name, tuple(val.shape), dtype_name(val.dtype))
+            self.values[node] = self.program.add_input(name, tuple(val.shape), dtype_name(val.dtype, True))
         for node in p.graph.nodes:
             if node.op == "placeholder":
                 if node not in self.values:
@@ -107,9 +150,15 @@ class ConversionContext:
                 outs = []
                 for arg in node.args[0]:
                     v = self.values.get(arg) if isinstance(arg, torch.fx.Node) else arg
-                    outs.append(self.tensor(v))
+                    v = self.tensor(v)
+                    if v.id in self.lifted:
+                        raise ConversionError(f"output {arg} depends on no input: nothing to compute "
+                                              "per sample (leave it out of the model's outputs)")
+                    outs.append(v)
                 self.program.outputs = [v.id for v in outs]
                 self.program.output_names = list(p.output_names)
+        from .program_rules import protect_overwritten_inputs
+        protect_overwritten_inputs(self.program)
         return self.program
 
     def ensure(self, node):
@@ -131,20 +180,49 @@ class ConversionContext:
                 self.ensure(dep)
             self.node = node
             value = self._call(node)
+            self._check_output(node, value)
         finally:
             self.node = saved
             self._in_progress.discard(node)
         self.values[node] = value
-        if isinstance(value, Value):
+        if isinstance(value, Value) and value.id not in self.lifted:
             self.program.node_values[node.name] = value.id
         return value
 
+    def _check_output(self, node, value):
+        """A converter's result must be what PyTorch computes: the shape of
+        node.meta["val"] (for a value depending on no input, per sample); float where
+        PyTorch has float (integer masks may become float)."""
+        vals = node.meta.get("val")
+        if isinstance(value, Merged):
+            if value.shape != tuple(vals.shape):
+                raise ConversionError(f"the converter produced a {value.shape} view where PyTorch "
+                                      f"computes {tuple(vals.shape)}")
+            return
+        if isinstance(value, Value) and isinstance(vals, torch.Tensor):
+            pairs = [(value, vals)]
+        elif isinstance(value, (list, tuple)) and isinstance(vals, (list, tuple)):
+            pairs = [(v, m) for v, m in zip(value, vals) if isinstance(v, Value) and isinstance(m, torch.Tensor)]
+        else:
+            return
+        for v, meta in pairs:
+            want = tuple(meta.shape) or (1,)
+            if v.id in self.lifted:
+                got = self.lifted[v.id]
+            elif v.shape != want and node not in self.per_sample and v.shape in (
+                    lifted_shape(self.batch_size, want), (self.batch_size,) + want):
+                self.lift(v, want)
+                got = want
+            else:
+                got = v.shape
+            if tuple(got) != want:
+                raise ConversionError(f"the converter produced a {tuple(got)} tensor where PyTorch "
+                                      f"computes {want}")
+            if meta.is_floating_point() and v.dtype != "DT_FLOAT":
+                raise ConversionError(f"the converter produced {v.dtype} where PyTorch computes {meta.dtype}")
+
     def _placeholder(self, node):
         p = self.prepared
-        if node in p.user_inputs:
-            name = p.user_inputs[node]
-            val = node.meta["val"]
-            return self.program.add_input(name, tuple(val.shape), dtype_name(val.dtype))
         if node in p.params:
             return p.params[node]
         if node in p.folded:
@@ -202,7 +280,8 @@ class ConversionContext:
                                  node=self.node.name if self.node is not None else None, weights=weights)
 
     def constant(self, array, float_=None) -> Value:
-        """A FlexFlow constant tensor (float32, or int32 for integer/bool data)."""
+        """A FlexFlow constant tensor exactly of `array`'s shape (float32, or int32 for
+        integer/bool data); identical constants are shared."""
         t = array.detach().cpu() if isinstance(array, torch.Tensor) else torch.as_tensor(array)
         if float_ or t.is_floating_point():
             arr = t.to(torch.float32).numpy()
@@ -211,26 +290,82 @@ class ConversionContext:
             if t64.numel() and (t64.max() > 2**31 - 1 or t64.min() < -2**31):
                 raise DTypeError("an integer constant does not fit in int32 (FlexFlow's set_tensor)")
             arr = t64.to(torch.int32).numpy()
-        return self.program.add_constant(np.ascontiguousarray(arr), node=self.node.name if self.node else None)
+        arr = np.ascontiguousarray(arr)
+        key = ("const", arr.dtype.str, arr.shape, hash(arr.tobytes()))
+        if key not in self.cache:
+            self.cache[key] = self.program.add_constant(arr, node=self.node.name if self.node else None)
+        return self.cache[key]
 
-    def tensor(self, x, rank=None, float_=None) -> Value:
-        """Any converter argument as a FlexFlow Value, optionally reshaped to `rank`
-        (leading 1s, as broadcasting needs equal ranks in FlexFlow)."""
-        if isinstance(x, Param):
-            x = self.param_tensor(x)
+    def batched_constant(self, t, float_=None) -> Value:
+        """A constant holding the batch-less PyTorch tensor `t` once per sample."""
+        t = torch.as_tensor(t)
+        shape = lifted_shape(self.batch_size, t.shape)
+        per_sample = t.reshape(shape[1:])
+        return self.constant(per_sample.unsqueeze(0).expand(shape).contiguous(), float_=float_)
+
+    def tensor(self, x, like=None, float_=None) -> Value:
+        """Any converter argument as a FlexFlow Value. Constants and parameters become
+        per-sample copies; `like` (a Value) gives the rank to align them to
+        (PyTorch broadcasting: leading 1s)."""
+        if isinstance(x, Merged):
+            if x.materialized is None:
+                x.materialized = self.reshape(x.value, x.shape)
+            return x.materialized
         if isinstance(x, (int, float, bool)):
             x = Const(torch.tensor(x))
         if isinstance(x, Const):
             t = x.tensor
-            if rank is not None and t.dim() < rank:
-                t = t.reshape((1,) * (rank - t.dim()) + tuple(t.shape))
-            return self.constant(t, float_=float_)
+            if like is not None and like.id not in self.lifted:       # meets an activation
+                t = t.reshape((1,) * (like.rank - t.dim()) + tuple(t.shape))
+                if t.shape[0] == self.batch_size:
+                    return self.constant(t, float_=float_)
+                if t.shape[0] != 1:
+                    raise ConversionError(f"a constant of shape {tuple(t.shape)} does not broadcast "
+                                          f"against the batch of {like}")
+                return self.constant(t.expand(self.batch_size, *t.shape[1:]), float_=float_)
+            if t.dim() and t.shape[0] == self.batch_size:              # already one row per sample
+                return self.constant(t, float_=float_)
+            return self.lift(self.batched_constant(t, float_=float_), tuple(t.shape) or (1,))
+        if isinstance(x, Param):
+            return self.plan.param_tensor(self, x)
         if not isinstance(x, Value):
             raise ConversionError(f"expected a tensor, got {x!r}")
-        if rank is not None and x.rank < rank:
-            x = self.reshape(x, (1,) * (rank - x.rank) + x.shape)
         return x
 
+    # ---------------------------------------------------------------- lifted values
+    def lift(self, value: Value, torch_shape) -> Value:
+        """Mark `value` as the per-sample copy of a batch-less PyTorch value."""
+        torch_shape = tuple(torch_shape)
+        if value.shape[0] == self.batch_size and tuple(value.shape[1:]) == torch_shape[1:] and \
+                torch_shape and torch_shape[0] == 1:
+            self.lifted[value.id] = torch_shape
+        elif tuple(value.shape) == (self.batch_size,) + torch_shape:
+            self.lifted[value.id] = torch_shape
+        else:
+            raise ConversionError(f"internal: {value} is no per-sample copy of a {torch_shape} value")
+        return value
+
+    def torch_shape(self, v) -> tuple:
+        if isinstance(v, Value):
+            return self.lifted.get(v.id, v.shape)
+        return tuple(v.shape)
+
+    def torch_rank(self, v) -> int:
+        return len(self.torch_shape(v))
+
+    def as_torch_rank(self, v: Value, rank: int) -> Value:
+        """A lifted value reshaped to meet an activation of PyTorch rank `rank`: its
+        PyTorch shape right-aligned, the axis meeting the batch of size 1."""
+        if v.id not in self.lifted:
+            return v
+        shape = self.lifted[v.id]
+        aligned = (1,) * (rank - len(shape)) + tuple(shape)
+        if aligned[0] != 1:
+            raise ConversionError(f"a {shape} value depending on no input cannot be broadcast "
+                                  f"against the batch")
+        return self.reshape(v, (self.batch_size,) + aligned[1:])
+
+    # ---------------------------------------------------------------- data movement
     def reshape(self, x: Value, shape):
         shape = tuple(int(s) for s in shape)
         if -1 in shape:
@@ -241,10 +376,60 @@ class ConversionContext:
         return self.emit("reshape", {"input": x}, {"shape": list(shape)})
 
     def transpose(self, x: Value, perm):
+        """Permute axes. FlexFlow's transpose adds into its output buffer on every
+        forward (transpose_kernels.cu:78), so permutations are gathers: per sample when
+        the batch stays on axis 0."""
         perm = [int(p) for p in perm]
         if perm == list(range(len(perm))):
             return x
-        return self.emit("transpose", {"input": x}, {"perm": perm})
+        return self.gather_moves(x, lambda t: t.permute(perm))
+
+    def gather_moves(self, x: Value, index_fn):
+        """Any data movement with constant indices (`index_fn` applied to a tensor of
+        x's shape): a reshape when the order is unchanged, else a FlexFlow gather -
+        along axis 1 of (batch, rest) when every output sample reads only its own
+        input sample, else over the flattened tensor (one GPU only)."""
+        src = index_fn(torch.arange(math.prod(x.shape)).reshape(x.shape))
+        out_shape = tuple(src.shape) or (1,)
+        flat_src = src.reshape(-1)
+        if flat_src.numel() == math.prod(x.shape) and torch.equal(flat_src, torch.arange(flat_src.numel())):
+            return self.reshape(x, out_shape)
+        B = x.shape[0]
+        per = math.prod(x.shape[1:])
+        if out_shape[0] == B and x.part == 0 and len(out_shape) > 1:
+            rows = src.reshape(B, -1)
+            if torch.equal(rows // per, torch.arange(B).unsqueeze(1).expand_as(rows)):
+                idx = self.constant((rows % per).to(torch.int32))
+                flat = self.reshape(x, (B, per))
+                out = self.emit("gather", {"input": flat, "index": idx}, {"dim": 1})
+                return self.reshape(out, out_shape)
+        flat = self.reshape(x, (math.prod(x.shape),))
+        idx = self.constant(flat_src.to(torch.int32))
+        return self.reshape(self.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), out_shape)
+
+    def view(self, x: Value, torch_shape):
+        """x reshaped to the PyTorch shape `torch_shape` (per sample if x is lifted)."""
+        torch_shape = tuple(torch_shape) or (1,)
+        if x.id not in self.lifted:
+            return self.reshape(x, torch_shape)
+        shape = lifted_shape(self.batch_size, torch_shape)
+        if shape == x.shape and self.lifted[x.id] != torch_shape:
+            y = self.emit("reshape", {"input": x}, {"shape": list(shape)})   # a new value for the new view
+        else:
+            y = self.reshape(x, shape)
+        return self.lift(y, torch_shape)
+
+    def move(self, x: Value, fn):
+        """Data movement `fn` (a PyTorch function of one tensor) with constant indices,
+        per sample for a lifted x."""
+        if x.id not in self.lifted:
+            return self.gather_moves(x, fn)
+        shape = self.lifted[x.id]
+        out_shape = tuple(fn(torch.empty(shape, device="meta")).shape) or (1,)
+        out = self.gather_moves(self.reshape(x, (self.batch_size,) + tuple(shape)), torch.vmap(fn))
+        if self.lifted.get(out.id, out_shape) != out_shape:
+            out = self.emit("reshape", {"input": out}, {"shape": list(out.shape)})
+        return self.lift(out, out_shape)
 
     def scalar(self, x):
         """x as a Python number if it is one (or a one-element constant), else None."""
@@ -257,29 +442,14 @@ class ConversionContext:
         return None
 
     # ---------------------------------------------------------------- parameters
-    def param_tensor(self, param: Param) -> Value:
-        """A trainable parameter as a FlexFlow tensor of its own shape (see param_plan)."""
-        return self.plan.param_tensor(self, param)
-
     def is_native(self, param, node=None) -> bool:
         return self.plan.is_native(param, node or self.node)
 
-    def weight(self, key_param: Param, transpose=False):
-        """Register `key_param` as a program weight; returns its key.
-
-        The array is a view of the PyTorch parameter where possible (no copy of
-        a 300M-parameter model): what `compile()` loads is the model's value at
-        that time, and after `copy_weights_to_torch` the program (and a file
-        saved from it) holds the trained weights."""
-        key = key_param.fqn
-        t = key_param.tensor.detach()
-        if t.dtype != torch.float32:
-            t = t.to(torch.float32)
-        if transpose:
-            t = t.t().contiguous()
-        self.program.weights[key] = t.numpy()
-        self.program.weight_sources[key] = {"param": key_param.fqn, "transpose": bool(transpose)}
-        return key
+    def weight(self, key_param: Param, layout=None):
+        """Register `key_param` as a program weight; returns its key. `layout`
+        (see weights.Layout) maps the PyTorch parameter to the FlexFlow weight."""
+        from .weights import bind
+        return bind(self.program, key_param, layout)
 
 
 def _wrap_folded(v):

@@ -16,24 +16,30 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from . import semantics
 from .errors import ShapeError, DTypeError, ConversionError
-from . import shape_rules
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: real FlexFlow builds `<name>_<guid>` and asserts it is < 128 characters
 MAX_NAME = 100
 
 
 @dataclass(frozen=True)
 class Value:
-    """One FlexFlow tensor of the program."""
+    """One FlexFlow tensor of the program; `part` is the axis FlexFlow splits across
+    data-parallel GPUs (0 for everything derived from an input), None if none."""
     id: int
     shape: tuple
     dtype: str
+    part: Optional[int] = 0
 
     @property
     def rank(self):
         return len(self.shape)
+
+    @property
+    def meta(self):
+        return semantics.Meta(self.shape, self.dtype, self.part)
 
     def __repr__(self):
         return f"%{self.id}{list(self.shape)}:{self.dtype}"
@@ -70,15 +76,17 @@ class FFProgram:
         self.node_values: Dict[str, int] = {}
         self.notes: List[str] = []
         self.batch_size: Optional[int] = None
+        #: why the program runs on one GPU only (FlexFlow's data-parallel rules)
+        self.single_gpu: List[str] = []
 
     # ---------------------------------------------------------------- building
-    def _new_value(self, shape, dtype) -> Value:
-        v = Value(len(self.values), tuple(int(s) for s in shape), dtype)
+    def _new_value(self, shape, dtype, part=0) -> Value:
+        v = Value(len(self.values), tuple(int(s) for s in shape), dtype, part)
         self.values[v.id] = v
         return v
 
     def add_input(self, name, shape, dtype) -> Value:
-        v = self._new_value(shape, dtype)
+        v = self._new_value(semantics.model.input_meta(semantics.Checker("input"), shape, dtype).shape, dtype)
         self.ops.append(OpRecord("create_tensor", {"dims": list(v.shape), "data_type": enum("DataType." + dtype)},
                                  [v.id], name=name, kind="input"))
         self.inputs.append(v.id)
@@ -95,6 +103,7 @@ class FFProgram:
             raise DTypeError(f"constants must be float32 or int32 (FlexFlow's set_tensor), got {array.dtype}")
         if array.ndim == 0:
             array = array.reshape(1)
+        semantics.model.input_meta(semantics.Checker("constant"), array.shape, dtype)
         v = self._new_value(array.shape, dtype)
         self.constants[v.id] = array
         self.ops.append(OpRecord("create_tensor", {"dims": list(v.shape), "data_type": enum("DataType." + dtype),
@@ -103,11 +112,22 @@ class FFProgram:
 
     def call(self, method, inputs: dict, attrs: dict = None, *, name=None, node=None,
              weights=None, n_outputs=None):
-        """Record `ffmodel.<method>(**inputs, **attrs)`; returns the output Value(s)."""
+        """Record `ffmodel.<method>(**inputs, **attrs)`; returns the output Value(s).
+
+        The call goes through FlexFlow's rules (`semantics.check`) for any number of
+        GPUs: anything FlexFlow rejects, or trains differently from the mathematics,
+        raises; what only data parallelism rejects makes the program single-GPU."""
         attrs = dict(attrs or {})
         in_values = {k: v for k, v in inputs.items()}
-        shapes = shape_rules.infer(method, in_values, attrs)
-        outs = [self._new_value(s, d) for s, d in shapes]
+        args = {k: [x.meta for x in v] if isinstance(v, (list, tuple)) else v.meta for k, v in in_values.items()}
+        args.update({k: semantics.enum_name(v) for k, v in attrs.items()})
+        metas, problems = semantics.check(method, args, semantics.ANY)
+        for problem in problems:
+            if not problem.parallel:
+                raise problem.exception()
+            if problem.message not in self.single_gpu:
+                self.single_gpu.append(problem.message)
+        outs = [self._new_value(m.shape, m.dtype, m.part) for m in metas]
         args = {k: _encode(v) for k, v in in_values.items()}
         args.update(attrs)
         if name is not None and len(name) > MAX_NAME:
@@ -119,15 +139,22 @@ class FFProgram:
         return outs[0]
 
     # ---------------------------------------------------------------- replay
-    def replay(self, ffmodel, input_tensors, *, tensor_map=None, load_weights=True):
+    def replay(self, ffmodel, input_tensors, *, tensor_map=None, load_weights=True, constants=None):
         """Add every operator to `ffmodel`; returns the list of output Tensors.
 
-        Weights and constants are registered in `ffmodel.attr_tensors`, whose
-        entries FlexFlow's `compile()` loads with `set_tensor` right after it
-        has created (and initialised) the weights."""
+        Weights are registered in `ffmodel.attr_tensors`, whose entries FlexFlow's
+        `compile()` loads with `set_tensor` right after it has created (and
+        initialised) the weights. Constants are input tensors, which `init_layers()`
+        zero-fills: they are appended to `constants` as (tensor, array) for the data
+        loaders to write after it (see `ConstantWriter`)."""
         from .backend import enums_for
+        from .semantics.model import degree_of
         from .weights import WeightLoader
 
+        degree = degree_of(ffmodel._ffconfig)
+        if degree > 1 and self.single_gpu:
+            raise ConversionError(f"this converted program runs on one GPU only, but the FFModel uses "
+                                  f"{degree} (data parallelism): " + "; ".join(self.single_gpu))
         input_tensors = list(input_tensors)
         if len(input_tensors) != len(self.inputs):
             raise ShapeError(f"the converted model takes {len(self.inputs)} inputs "
@@ -153,7 +180,8 @@ class FFProgram:
             kwargs = {k: _decode(v, env, E) for k, v in op.args.items()}
             if op.kind == "constant":
                 t = ffmodel.create_tensor(**kwargs)
-                attr_tensors[t] = self.constants[op.outputs[0]]
+                if constants is not None:
+                    constants.append((t, self.constants[op.outputs[0]]))
                 env[op.outputs[0]] = t
                 continue
             if op.name is not None:
@@ -186,12 +214,12 @@ class FFProgram:
     def to_json(self) -> dict:
         return {
             "format": "flexflow-torch-program", "version": FORMAT_VERSION,
-            "values": [[v.id, list(v.shape), v.dtype] for v in self.values.values()],
+            "values": [[v.id, list(v.shape), v.dtype, v.part] for v in self.values.values()],
             "ops": [op.__dict__ for op in self.ops],
             "inputs": self.inputs, "input_names": self.input_names,
             "outputs": self.outputs, "output_names": self.output_names,
             "weight_sources": self.weight_sources, "node_values": self.node_values,
-            "notes": self.notes, "batch_size": self.batch_size,
+            "notes": self.notes, "batch_size": self.batch_size, "single_gpu": self.single_gpu,
         }
 
     @classmethod
@@ -199,13 +227,14 @@ class FFProgram:
         if data.get("format") != "flexflow-torch-program":
             raise ConversionError("not a flexflow-torch program")
         p = cls()
-        for vid, shape, dtype in data["values"]:
-            p.values[vid] = Value(vid, tuple(shape), dtype)
+        for vid, shape, dtype, part in data["values"]:
+            p.values[vid] = Value(vid, tuple(shape), dtype, part)
         p.ops = [OpRecord(**op) for op in data["ops"]]
         p.inputs, p.input_names = data["inputs"], data["input_names"]
         p.outputs, p.output_names = data["outputs"], data["output_names"]
         p.weight_sources, p.node_values = data["weight_sources"], data["node_values"]
         p.notes, p.batch_size = data["notes"], data["batch_size"]
+        p.single_gpu = list(data.get("single_gpu", []))
         for k, arr in tensors.items():
             if k.startswith("const/"):
                 p.constants[int(k[6:])] = np.ascontiguousarray(arr)

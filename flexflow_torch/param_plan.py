@@ -1,20 +1,25 @@
 """How each trainable parameter lives in FlexFlow.
 
-*Native*: the parameter has a single use, in a slot a FlexFlow layer owns
-(dense kernel/bias, embedding table, layer/rms norm gamma/beta, conv kernel/bias).
+*Native*: the parameter has a single use, in a slot a FlexFlow layer owns (dense
+kernel/bias, embedding table, conv kernel/bias).
 
-*Table*: every other parameter — tied ones (an embedding also used as LM head,
-T5's `shared` looked up by encoder and decoder), or ones used as plain tensors
-(ViT's cls token and position embeddings, a Linear weight read by a matmul).
-FlexFlow cannot share a parameter between layers (`shared_op` is ignored), so a
-table parameter becomes ONE FlexFlow `embedding` layer whose table is the
-parameter reshaped to (rows, last_dim). All its lookups are batched into a
-single embedding call — the id tensors concatenated along axis 1, plus
-`arange(rows)` when the parameter itself is needed as a tensor — and the result
-is split back. Every use therefore reads, and every gradient accumulates into,
-the same FlexFlow parameter: tied weights stay tied through training, on the
-embedded runtime and on real FlexFlow alike. Cost: the materialised table is
-(batch, rows, last_dim), i.e. logits-sized / seq_len * hidden for an LM head.
+*Table*: every other parameter - tied ones (an embedding also used as LM head, T5's
+`shared` looked up by encoder and decoder), ones used as plain tensors (norm weights
+of composed norms, ViT's cls token and position embeddings, a Linear weight read by a
+matmul). FlexFlow cannot share a parameter between layers (`shared_op` is ignored,
+src/ops/linear.cc), and has no free trainable tensor, so a table parameter becomes ONE
+FlexFlow `embedding` layer whose table is the parameter laid out as rows:
+
+- lookups only: the table is the parameter; the ids of every lookup are concatenated
+  (DT_INT32, which concat copies bit-exactly) into one call and the result is split;
+- used as a matrix (x @ W^T, x @ W): the table is W^T or W (whichever the matrix use
+  wants), read once per sample with constant row ids; lookups gather rows from that
+  per-sample matrix;
+- plain tensor uses only: the table is one row holding the flattened parameter, read
+  with a zero id per sample.
+
+Every use reads, and every gradient accumulates into, the same FlexFlow parameter,
+per sample, so that data parallelism gives each GPU whole samples.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 import torch
 
 from .errors import ConversionError
-from .fused_ops import rms_norm as fused_rms_norm, dense as fused_dense, layer_norm as fused_layer_norm
+from .fused_ops import dense as fused_dense
 from .graph import enum
 from . import registry
 
@@ -34,19 +39,16 @@ aten = torch.ops.aten
 NATIVE_SLOTS = {
     aten.linear.default: ("weight", "bias"),
     aten.embedding.default: ("weight",),
-    aten.layer_norm.default: ("weight", "bias"),
     aten.conv2d.default: ("weight", "bias"),
     aten.conv1d.default: ("weight", "bias"),
     aten.convolution.default: ("weight", "bias"),
     aten.addmm.default: ("self", "mat2"),
-    fused_rms_norm: ("weight",),
-    fused_layer_norm: ("weight", "bias"),
     fused_dense: ("weight", "bias"),
 }
-
-
-#: users that read a table parameter as a per-sample (batch, rows, cols) matrix
-_MATMUL_USERS = {aten.linear.default, aten.addmm.default}
+#: uses that read the parameter as the right operand of a matrix product
+TRANSPOSED_MATRIX = {aten.linear.default: "weight"}                       # x @ W^T
+MATRIX = {aten.addmm.default: "mat2", aten.mm.default: "mat2", aten.matmul.default: "other",
+          aten.bmm.default: "mat2"}                                         # x @ W
 
 
 class ParamPlan:
@@ -72,94 +74,137 @@ class ParamPlan:
         return "native" if param.node in self.native else "table"
 
     # ------------------------------------------------------------------ tables
-    def _table(self, ctx, param):
-        key = ("table", param.fqn)
-        if key in ctx.cache:
-            return ctx.cache[key]
-        B = ctx.batch_size
-        t = param.tensor
-        cols = t.shape[-1] if t.dim() >= 1 else 1
-        rows = t.numel() // cols
-        lookups, needs_matrix, per_sample = [], False, False
+    def _uses(self, param):
+        lookups, transposed, matrix, tensor = [], [], [], []
         for user in param.node.users:
             bound = registry.bind_arguments(user.target, user.args, user.kwargs)
             if user.target is aten.embedding.default and bound["weight"] is param.node \
                     and bound["indices"] is not param.node:
-                lookups.append((user, ctx.ensure(bound["indices"])))
+                lookups.append((user, bound["indices"]))
+            elif bound.get(TRANSPOSED_MATRIX.get(user.target)) is param.node:
+                transposed.append(user)
+            elif bound.get(MATRIX.get(user.target)) is param.node:
+                matrix.append(user)
             else:
-                needs_matrix = True
-                per_sample = per_sample or user.target in _MATMUL_USERS
-        pieces, plan = [], []
-        for user, ids in lookups:
-            from .context import Const
-            if isinstance(ids, Const) and (ids.tensor.dim() == 0 or ids.tensor.shape[0] != B):
-                flat = ids.tensor.reshape(1, -1).expand(B, -1)
-                pieces.append(ctx.constant(flat))
-                plan.append((user, ids.shape, True))
-                continue
-            v = ctx.tensor(ids)
-            if v.rank == 0 or v.shape[0] != B:
-                raise ConversionError(f"lookup {user.name} of {param.fqn}: ids of shape {v.shape} "
-                                      f"do not start with the batch size {B}")
-            pieces.append(ctx.reshape(v, (B, math.prod(v.shape[1:]) if v.rank > 1 else 1)))
-            plan.append((user, v.shape, False))
-        matrix_rows = 0
-        if needs_matrix:
-            # one copy per sample when it meets a batch (concat with ids, batch_matmul)
-            copies = B if (lookups or per_sample) else 1
-            pieces.append(ctx.constant(torch.arange(rows).reshape(1, rows).expand(copies, rows)))
-            matrix_rows = rows
-        if any(p.dtype == "DT_INT64" for p in pieces):
-            pieces = _widen_ids(ctx, pieces)
+                tensor.append(user)
+        return lookups, transposed, matrix, tensor
+
+    def _table(self, ctx, param):
+        key = ("table", param.fqn)
+        if key not in ctx.cache:
+            lookups, transposed, matrix, tensor = self._uses(param)
+            if transposed or matrix or (lookups and tensor):
+                ctx.cache[key] = self._matrix_table(ctx, param, lookups, transposed)
+            elif lookups:
+                ctx.cache[key] = self._lookup_table(ctx, param, lookups)
+            else:
+                ctx.cache[key] = self._row_table(ctx, param)
+        return ctx.cache[key]
+
+    def _embedding(self, ctx, param, ids, rows, cols, layout):
+        wkey = ctx.weight(param, layout)
+        return ctx.emit("embedding", {"input": ids},
+                        {"num_embeddings": rows, "embedding_dim": cols, "aggr": enum("AggrMode.AGGR_MODE_NONE")},
+                        name=param.layer_name, weights=[{"param_id": 0, "key": wkey}])
+
+    def _lookup_table(self, ctx, param, lookups):
+        """One embedding call over the concatenated ids of every lookup."""
+        B = ctx.batch_size
+        rows, cols = param.shape[0], math.prod(param.shape[1:])
+        pieces, shapes = [], []
+        for user, ids_node in lookups:
+            ids = ctx.tensor(ctx.ensure(ids_node))
+            pieces.append(ctx.reshape(ids, (B, math.prod(ids.shape[1:]) if ids.rank > 1 else 1)))
+            shapes.append((ids, ctx.torch_shape(ids)))
         ids_all = pieces[0] if len(pieces) == 1 else ctx.emit("concat", {"tensors": pieces}, {"axis": 1})
-        wkey = ctx.weight(param)
-        ctx.program.weights[wkey] = ctx.program.weights[wkey].reshape(rows, cols)
-        emb = ctx.emit("embedding", {"input": ids_all},
-                       {"num_embeddings": rows, "embedding_dim": cols, "aggr": enum("AggrMode.AGGR_MODE_NONE")},
-                       name=param.layer_name, weights=[{"param_id": 0, "key": wkey}])
-        sizes = [p.shape[1] for p in pieces]
-        parts = [emb] if len(sizes) == 1 else ctx.emit("split", {"input": emb}, {"sizes": sizes, "axis": 1})
-        result = {"lookups": {}, "matrix": None}
-        for (user, shape, tiled), part in zip(plan, parts):
-            if tiled:
-                part = first_rows(ctx, part)
-            result["lookups"][user] = ctx.reshape(part, tuple(shape) + (cols,))
-        if needs_matrix:
-            result["matrix"] = parts[-1]       # (B, rows, cols)
-        ctx.cache[key] = result
+        emb = self._embedding(ctx, param, ids_all, rows, cols, {"shape": [rows, cols]})
+        parts = [emb] if len(pieces) == 1 else \
+            ctx.emit("split", {"input": emb}, {"sizes": [p.shape[1] for p in pieces], "axis": 1})
+        result = {}
+        for (user, _), part, (ids, torch_ids) in zip(lookups, parts, shapes):
+            out = ctx.reshape(part, ids.shape + (cols,))
+            if ids.id in ctx.lifted:
+                ctx.lift(out, tuple(torch_ids) + (cols,))
+            result[user] = out
+        return {"lookups": result}
+
+    def _matrix_table(self, ctx, param, lookups, transposed):
+        """The parameter as a per-sample matrix M (B, rows, cols): W^T when a use is
+        x @ W^T (linear), else W; lookups gather rows of W from it."""
+        if len(param.shape) != 2:
+            raise ConversionError(f"{param.fqn} of shape {param.shape} is used as a matrix: only 2-D "
+                                  "parameters can be")
+        B = ctx.batch_size
+        R, C = param.shape
+        flip = bool(transposed)                       # the table holds W^T
+        rows, cols = (C, R) if flip else (R, C)
+        ids = ctx.constant(torch.arange(rows).reshape(1, rows).expand(B, rows))
+        m = self._embedding(ctx, param, ids, rows, cols, {"transpose": flip, "shape": [rows, cols]})
+        result = {"matrix": m, "flip": flip, "lookups": {}}
+        for user, ids_node in lookups:
+            idv = ctx.tensor(ctx.ensure(ids_node))
+            n = math.prod(idv.shape[1:]) if idv.rank > 1 else 1
+            flat = ctx.reshape(idv, (B, n))
+            if flip:     # W^T (B, C, R): gather along R with ids repeated over C rows, then (B, n, C)
+                index = repeat_along(ctx, ctx.reshape(flat, (B, 1, n)), C, axis=1)
+                rows_of_w = ctx.transpose(ctx.emit("gather", {"input": m, "index": index}, {"dim": 2}), [0, 2, 1])
+            else:        # W (B, R, C): gather along R with ids repeated over C columns
+                index = repeat_along(ctx, ctx.reshape(flat, (B, n, 1)), C, axis=2)
+                rows_of_w = ctx.emit("gather", {"input": m, "index": index}, {"dim": 1})
+            out = ctx.reshape(rows_of_w, idv.shape + (C,))
+            if idv.id in ctx.lifted:
+                ctx.lift(out, tuple(ctx.torch_shape(idv)) + (C,))
+            result["lookups"][user] = out
         return result
 
+    def _row_table(self, ctx, param):
+        """A parameter used only as a tensor: one table row, read once per sample."""
+        n = max(1, math.prod(param.shape))
+        zeros = ctx.constant(torch.zeros(ctx.batch_size, 1, dtype=torch.int32))
+        row = self._embedding(ctx, param, zeros, 1, n, {"shape": [1, n]})
+        return {"tensor": row}
+
+    # ------------------------------------------------------------------ uses
     def lookup(self, ctx, param, user):
         return self._table(ctx, param)["lookups"][user]
 
-    def param_matrix(self, ctx, param):
-        """The parameter as a (batch, rows, last_dim) tensor (one copy per sample)."""
-        return self._table(ctx, param)["matrix"]
+    def matrix(self, ctx, param, transposed):
+        """The parameter per sample as (B, C, R) = W^T (`transposed`) or (B, R, C) = W."""
+        table = self._table(ctx, param)
+        if "matrix" not in table:
+            raise ConversionError(f"internal: {param.fqn} has no matrix table")
+        m = table["matrix"]
+        return m if table["flip"] == transposed else ctx.transpose(m, [0, 2, 1])
 
     def param_tensor(self, ctx, param):
-        """The parameter as a tensor of its own shape."""
+        """The parameter as a lifted value: a per-sample copy of its own shape."""
+        from .context import lifted_shape
         key = ("tensor", param.fqn)
         if key not in ctx.cache:
-            m = first_rows(ctx, self.param_matrix(ctx, param))
-            ctx.cache[key] = ctx.reshape(m, tuple(param.shape) or (1,))
+            table = self._table(ctx, param)
+            if "tensor" in table:
+                v = table["tensor"]
+            elif "matrix" in table:
+                v = self.matrix(ctx, param, transposed=False)
+            else:
+                raise ConversionError(f"internal: {param.fqn} has no tensor form")
+            v = ctx.reshape(v, lifted_shape(ctx.batch_size, param.shape))
+            ctx.cache[key] = ctx.lift(v, param.shape or (1,))
         return ctx.cache[key]
 
 
-def first_rows(ctx, v):
-    """v[:1] along axis 0 (a split)."""
-    if v.shape[0] == 1:
-        return v
-    return ctx.emit("split", {"input": v}, {"sizes": [1, v.shape[0] - 1], "axis": 0})[0]
-
-
-def _widen_ids(ctx, pieces):
-    """int32 id pieces -> int64, by adding an int64 zero (FlexFlow casts the
-    operand with the smaller DataType to the larger; there is no cast op)."""
-    ref = next(p for p in pieces if p.dtype == "DT_INT64")
-    B = ref.shape[0]
-    col = ref if ref.shape[1] == 1 else ctx.emit("split", {"input": ref}, {"sizes": [1, ref.shape[1] - 1], "axis": 1})[0]
-    zero64 = ctx.emit("multiply", {"x": col, "y": ctx.constant(torch.zeros(B, 1, dtype=torch.int32))})
-    return [p if p.dtype == "DT_INT64" else ctx.emit("add", {"x": p, "y": zero64}) for p in pieces]
+def repeat_along(ctx, ids, times, axis):
+    """`ids` (size 1 on `axis`) repeated `times` times along it, by concatenations that
+    double it (integer ids copy bit-exactly through concat; FlexFlow has no integer
+    arithmetic to broadcast with)."""
+    result, power, remaining = None, ids, times
+    while remaining:
+        if remaining & 1:
+            result = power if result is None else ctx.emit("concat", {"tensors": [result, power]}, {"axis": axis})
+        remaining >>= 1
+        if remaining:
+            power = ctx.emit("concat", {"tensors": [power, power]}, {"axis": axis})
+    return result
 
 
 def _other_args_free_of(bound, slots, node):

@@ -31,13 +31,13 @@ class PreparedGraph:
     output_nodes: list
     batch_size: int
     example_inputs: "OrderedDict"
-    eager_outputs: object
+    training: bool = False
     ties: dict = field(default_factory=dict)
     fusions: dict = field(default_factory=dict)
 
 
-def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool) -> PreparedGraph:
-    ep, eager, out_names = export_model(model, inputs, positional, is_hf_model)
+def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False) -> PreparedGraph:
+    ep, out_names = export_model(model, inputs, positional, is_hf_model, training)
     gm = ep.graph_module
     graph = gm.graph
     for node in list(graph.nodes):
@@ -82,7 +82,7 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool) -> 
     first = next(iter(inputs.values()))
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
                          output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
-                         example_inputs=inputs, eager_outputs=eager, ties=ties, fusions=fusions)
+                         example_inputs=inputs, training=training, ties=ties, fusions=fusions)
 
 
 def ties_first(ties, params):

@@ -7,12 +7,65 @@ import torch
 from .analysis import AnalysisReport, count_ops, find_unsupported, lint, raise_if_unsupported
 from .capture import make_example_inputs, normalize_example_inputs
 from .context import ConversionContext
-from .errors import ConversionError, InvalidModelError, ModelStateError
+from .errors import ConversionError, InvalidModelError
 from .graph import FFProgram
+from .loaders import InputLoader, as_input_array, check_samples, register_replay, replay_of, write_constants
 from .param_plan import ParamPlan
 from .prepare import prepare
 from .serialization import load_program, save_program
 from .weights import copy_weights_to_torch
+
+
+def convert(prepared) -> tuple:
+    """(program, parameter plan) recorded from a prepared graph."""
+    raise_if_unsupported(find_unsupported(prepared), prepared.ties)
+    program = FFProgram()
+    program.batch_size = prepared.batch_size
+    plan = ParamPlan(prepared.graph, prepared.params)
+    ConversionContext(prepared, program, plan).run()
+    return program, plan
+
+
+class Replay:
+    """What one replay of a program onto an FFModel made: its input tensors and the
+    constants the data loaders write after init_layers."""
+
+    def __init__(self, program, ffmodel, inputs, tensor_map=None):
+        self.program, self.inputs, self.constants = program, list(inputs), []
+        self.outputs = program.replay(ffmodel, self.inputs, tensor_map=tensor_map, constants=self.constants)
+        register_replay(ffmodel, self)
+
+
+def create_input_tensors(program, ffmodel):
+    """FlexFlow input tensors of the shapes and data types the program takes."""
+    from .backend import enums_for
+    E = enums_for(ffmodel)
+    return [ffmodel.create_tensor(list(program.values[v].shape), getattr(E.DataType, program.values[v].dtype))
+            for v in program.inputs]
+
+
+def create_data_loaders(ffmodel, arrays):
+    """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
+    (`arrays` in input order, or a dict by name; samples on axis 0; integer arrays
+    become int32). The first loader also writes the program's constants at every
+    reset(): FlexFlow's init_layers zero-fills every input tensor."""
+    replay = replay_of(ffmodel)
+    names = replay.program.input_names
+    if isinstance(arrays, dict):
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise ConversionError(f"no array for the inputs {missing}; the model takes {names}")
+        arrays = [arrays[n] for n in names]
+    arrays = list(arrays)
+    if len(arrays) != len(names):
+        raise ConversionError(f"the converted model takes {len(names)} inputs ({', '.join(names)}), "
+                              f"got {len(arrays)} arrays")
+    arrays = [as_input_array(a, replay.program.values[v].dtype, n)
+              for a, v, n in zip(arrays, replay.program.inputs, names)]
+    check_samples(arrays, names)
+    loaders = [ffmodel.create_data_loader(t, a) for t, a in zip(replay.inputs, arrays)]
+    loaders[0] = InputLoader(loaders[0], ffmodel, replay.constants)
+    return loaders
 
 
 class PyTorchModel:
@@ -23,11 +76,14 @@ class PyTorchModel:
     `seq_length` (an int, or an (encoder, decoder) pair: `decoder_*` inputs get
     the decoder length). Outputs are the model's outputs flattened in pytree
     order (ModelOutput fields in order: `logits`, `encoder_last_hidden_state`...);
-    see `output_names`. No operator is appended: add `ffmodel.softmax(logits)`
-    yourself for a cross-entropy loss."""
+    see `output_names`. Integer inputs are DT_INT32 tensors.
+
+    `training` (default: the model's own `model.training`) captures dropout as
+    FlexFlow dropout with the model's rates; eval mode has none. No loss operator is
+    appended: add one with `flexflow_torch.CrossEntropyHead`."""
 
     def __init__(self, model, is_hf_model=False, input_names=None, batch_size=1, seq_length=None,
-                 example_inputs=None):
+                 example_inputs=None, training=None):
         if not isinstance(model, torch.nn.Module):
             raise InvalidModelError(f"expected a torch.nn.Module or torch.fx.GraphModule, got {type(model).__name__}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -40,6 +96,7 @@ class PyTorchModel:
         self.input_names = list(input_names) if input_names else None
         self.batch_size = batch_size
         self.seq_length = seq_length
+        self.training = bool(model.training if training is None else training)
         if example_inputs is not None:
             self.example_inputs, self._positional = normalize_example_inputs(model, example_inputs, self.input_names)
             bad = [k for k, v in self.example_inputs.items() if not isinstance(v, torch.Tensor)]
@@ -50,50 +107,73 @@ class PyTorchModel:
             self.example_inputs = make_example_inputs(model, self.input_names, batch_size, seq_length)
             self._positional = False
         self.input_names = list(self.example_inputs)
-        self._prepared = None
-        self._program = None
-        self._plan = None
+        self._captures = {}       # training? -> [prepared, program, plan]
 
     # ------------------------------------------------------------------ conversion
+    def _capture(self, training):
+        if training not in self._captures:
+            prepared = prepare(self.model, self.example_inputs, self._positional, self.is_hf_model, training)
+            self._captures[training] = [prepared, None, None]
+        return self._captures[training]
+
     @property
     def prepared(self):
-        if self._prepared is None:
-            self._prepared = prepare(self.model, self.example_inputs, self._positional, self.is_hf_model)
-        return self._prepared
+        return self._capture(self.training)[0]
+
+    def program_for(self, training) -> FFProgram:
+        entry = self._capture(training)
+        if entry[1] is None:
+            entry[1], entry[2] = convert(entry[0])
+        return entry[1]
 
     @property
     def program(self) -> FFProgram:
         """The recorded FlexFlow program (converted once, on first use)."""
-        if self._program is None:
-            p = self.prepared
-            raise_if_unsupported(find_unsupported(p), p.ties)
-            program = FFProgram()
-            program.batch_size = p.batch_size
-            self._plan = ParamPlan(p.graph, p.params)
-            ConversionContext(p, program, self._plan).run()
-            self._program = program
-        return self._program
+        return self.program_for(self.training)
+
+    @property
+    def eval_program(self) -> FFProgram:
+        """The program captured in eval mode (no dropout): what verify compares."""
+        return self.program_for(False)
 
     @property
     def output_names(self):
         return list(self.program.output_names)
 
-    def torch_to_ff(self, ffmodel, input_tensors, verbose=False):
+    def create_input_tensors(self, ffmodel):
+        """FlexFlow input tensors of the converted model's input shapes and data types."""
+        return create_input_tensors(self.program, ffmodel)
+
+    def torch_to_ff(self, ffmodel, input_tensors=None, verbose=False):
         """Add the model's operators to `ffmodel`; returns the output tensors.
 
-        `input_tensors` follow `input_names` order. Weights (and constants) are
-        loaded by `ffmodel.compile()` through `ffmodel.attr_tensors`."""
+        `input_tensors` follow `input_names` (a list, or a dict by name); None creates
+        them (see `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
+        constants by the loaders of `create_data_loaders` (or `load_constants`)."""
+        if input_tensors is None:
+            input_tensors = self.create_input_tensors(ffmodel)
         if isinstance(input_tensors, dict):
             unknown = set(input_tensors) - set(self.input_names)
             if unknown:
                 raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
             input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
-        outputs = self.program.replay(ffmodel, input_tensors)
+        replay = Replay(self.program, ffmodel, input_tensors)
         if verbose:
             print(self.program)
-        return outputs
+        return replay.outputs
 
     to_ff = torch_to_ff
+
+    def input_tensors(self, ffmodel):
+        return list(replay_of(ffmodel).inputs)
+
+    def create_data_loaders(self, ffmodel, arrays):
+        """See `flexflow_torch.create_data_loaders`."""
+        return create_data_loaders(ffmodel, arrays)
+
+    def load_constants(self, ffmodel):
+        """See `flexflow_torch.load_constants`."""
+        load_constants(ffmodel)
 
     def torch_to_string(self) -> str:
         """The converted program as text (one FlexFlow call per line)."""
@@ -104,16 +184,14 @@ class PyTorchModel:
         return save_program(self.program, path)
 
     @staticmethod
-    def file_to_ff(path, ffmodel, input_tensors):
+    def file_to_ff(path, ffmodel, input_tensors=None):
         """Rebuild a saved graph on `ffmodel` without the PyTorch model; returns the outputs."""
         return file_to_ff(path, ffmodel, input_tensors)
 
     def copy_weights_to_torch(self, ffmodel):
         """Write `ffmodel`'s (trained) weights back into the PyTorch model, in
         place, so that e.g. HF `save_pretrained` saves them."""
-        if self._program is None:
-            raise ModelStateError("convert the model (torch_to_ff) before copying weights back")
-        copy_weights_to_torch(ffmodel, self._program, self.model)
+        copy_weights_to_torch(ffmodel, replay_of(ffmodel).program, self.model)
         return self.model
 
     def analyze(self) -> AnalysisReport:
@@ -132,18 +210,33 @@ class PyTorchModel:
         for m in program.ff_ops():
             counts[m] = counts.get(m, 0) + 1
         report.ff_ops = counts
-        report.lint = lint(p, program, self._plan, self.model)
+        report.lint = lint(p, program, self._captures[self.training][2], self.model)
         return report
 
 
-def file_to_ff(path, ffmodel, input_tensors):
-    """Rebuild a graph saved by `torch_to_file` on `ffmodel`; returns the outputs."""
-    return load_program(path).replay(ffmodel, input_tensors)
+def load_constants(ffmodel):
+    """Write the constants of the converted model added to `ffmodel` (call after
+    init_layers; the loaders of `create_data_loaders` do it at every reset)."""
+    write_constants(ffmodel, replay_of(ffmodel).constants)
+
+
+def file_to_ff(path, ffmodel, input_tensors=None):
+    """Rebuild a graph saved by `torch_to_file` on `ffmodel` (input tensors created
+    when not given); returns the output tensors."""
+    program = load_program(path)
+    if input_tensors is None:
+        input_tensors = create_input_tensors(program, ffmodel)
+    return Replay(program, ffmodel, input_tensors).outputs
 
 
 def analyze(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None,
             is_hf_model=False) -> AnalysisReport:
-    """Report (without raising) what converting `model` would hit."""
+    """Report (without raising) what converting `model` would hit; given an FFModel
+    (embedded runtime), lint its layers against FlexFlow's rules."""
+    from .runtime.model import FFModel
+    if isinstance(model, FFModel):
+        from .analysis import lint_ffmodel
+        return AnalysisReport(lint=lint_ffmodel(model))
     ptm = model if isinstance(model, PyTorchModel) else PyTorchModel(
         model, is_hf_model=is_hf_model, input_names=input_names, batch_size=batch_size,
         seq_length=seq_length, example_inputs=example_inputs)

@@ -64,41 +64,36 @@ def compare(name, actual, expected) -> Comparison:
     return Comparison(name, tuple(e.shape), max_abs, max_rel, ok)
 
 
-def run_converted(program, inputs, *, lr=0.01, final_softmax=False, loss_type=None, metrics=None):
-    """Build an embedded-runtime FFModel from `program`, feed `inputs` (dict or
-    list of tensors/arrays, in input order) and run one forward.
+def embedded_model(batch_size, degree=1):
+    """An embedded-runtime FFModel for library helpers: its configuration comes from
+    the arguments alone, not from the process's command line or global state."""
+    from .runtime import FFModel
+    from .runtime.config import FFConfig, ensure_runtime
+    ensure_runtime()
+    return FFModel(FFConfig._from_flags(["-b", str(batch_size), "-ll:gpu", str(degree)]))
+
+
+def run_converted(program, inputs, *, degree=1):
+    """Build an embedded-runtime FFModel from `program`, feed `inputs` (dict or list
+    of tensors/arrays, in input order) and run one forward (inference mode).
 
     Returns (ffmodel, input_tensors, output_tensors, tensor_map)."""
     from . import runtime as ff
+    from .pytorch_model import Replay, create_data_loaders, create_input_tensors
     inputs = list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
-    arrays = [np.ascontiguousarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
-              for x in inputs]
-    batch = arrays[0].shape[0]
-    ff.init_flexflow_runtime({"batch_size": batch})
-    ffmodel = ff.FFModel(ff.FFConfig())
-    tensors = []
-    for vid, arr in zip(program.inputs, arrays):
-        want = program.values[vid]
-        dt = getattr(ff.DataType, want.dtype)
-        tensors.append(ffmodel.create_tensor(list(want.shape), dt))
+    ffmodel = embedded_model(len(inputs[0]), degree)
+    tensors = create_input_tensors(program, ffmodel)
     tensor_map = {}
-    outputs = program.replay(ffmodel, tensors, tensor_map=tensor_map)
-    if final_softmax:
-        outputs = [ffmodel.softmax(outputs[0])]
-    ffmodel.compile(optimizer=ff.SGDOptimizer(ffmodel, lr),
-                    loss_type=loss_type or (ff.LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY if final_softmax
-                                            else ff.LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE),
-                    metrics=metrics or ([ff.MetricsType.METRICS_ACCURACY] if final_softmax
-                                        else [ff.MetricsType.METRICS_MEAN_SQUARED_ERROR]))
-    for t, arr, vid in zip(tensors, arrays, program.inputs):
-        want = program.values[vid].dtype
-        arr = arr.astype({"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64}[want])
-        loader = ffmodel.create_data_loader(t, arr)
+    replay = Replay(program, ffmodel, tensors, tensor_map=tensor_map)
+    ffmodel.compile(optimizer=ff.SGDOptimizer(ffmodel, 0.0), loss_type=ff.LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[ff.MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=ff.CompMode.INFERENCE)
+    loaders = create_data_loaders(ffmodel, inputs)
+    ffmodel.init_layers()
+    for loader in loaders:
         loader.reset()
         loader.next_batch(ffmodel)
-    ffmodel.init_layers()
     ffmodel.forward()
-    return ffmodel, tensors, outputs, tensor_map
+    return ffmodel, tensors, replay.outputs, tensor_map
 
 
 def torch_node_values(prepared, inputs):
@@ -130,28 +125,21 @@ def verify(model, input_names=None, batch_size=1, seq_length=None, example_input
     inputs (the capture's example inputs, or `inputs`: a dict name -> tensor of
     the same shapes), and report per output and the first diverging node."""
     from .pytorch_model import PyTorchModel
-    from .capture import _hf_flags
+    from .capture import eager_outputs
     import torch.utils._pytree as pytree
     ptm = model if isinstance(model, PyTorchModel) else PyTorchModel(
         model, is_hf_model=is_hf_model, input_names=input_names, batch_size=batch_size,
         seq_length=seq_length, example_inputs=example_inputs)
-    program = ptm.program
-    prepared = ptm.prepared
+    program = ptm.eval_program
+    prepared = ptm._capture(False)[0]
     if inputs is None:
-        inputs, eager = ptm.example_inputs, prepared.eager_outputs
+        inputs = ptm.example_inputs
     else:
         missing = [n for n in ptm.input_names if n not in inputs]
         if missing:
             raise ConversionError(f"inputs lacks {missing}")
         inputs = {n: inputs[n] for n in ptm.input_names}
-        was_training = ptm.model.training
-        with torch.no_grad():
-            ptm.model.eval()
-            if ptm._positional:
-                eager = ptm.model(*inputs.values())
-            else:
-                eager = ptm.model(**inputs, **_hf_flags(ptm.model, ptm.is_hf_model))
-        ptm.model.train(was_training)
+    eager = eager_outputs(ptm.model, inputs, ptm._positional, ptm.is_hf_model)
     ffmodel, _, outputs, tensor_map = run_converted(program, inputs)
     expected = [x for x in pytree.tree_leaves(eager) if isinstance(x, torch.Tensor)]
     if len(expected) != len(outputs):

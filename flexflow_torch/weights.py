@@ -1,5 +1,10 @@
-"""Weights in and out: loading PyTorch weights into FlexFlow at compile time,
-and copying trained FlexFlow weights back into the PyTorch model."""
+"""Weights in and out: binding PyTorch parameters to FlexFlow layer weights (with the
+layout change between them), loading them at compile time, and copying trained
+FlexFlow weights back into the PyTorch model.
+
+A layout is the one record of how a PyTorch parameter becomes a FlexFlow weight:
+optionally transposed (2-D), then reshaped to the weight's shape. Copy-back applies
+its inverse."""
 
 from __future__ import annotations
 
@@ -9,13 +14,48 @@ import torch
 from .errors import ConversionError
 
 
+def to_flexflow(tensor: torch.Tensor, layout) -> np.ndarray:
+    """The FlexFlow weight for a PyTorch parameter value (a view where possible)."""
+    t = tensor.detach()
+    if t.dtype != torch.float32:
+        t = t.to(torch.float32)
+    layout = layout or {}
+    if layout.get("transpose"):
+        t = t.t().contiguous()
+    if layout.get("shape") is not None:
+        t = t.reshape(layout["shape"])
+    return t.numpy()
+
+
+def to_torch(array, layout, shape) -> torch.Tensor:
+    """The PyTorch parameter value for a FlexFlow weight (inverse of `to_flexflow`)."""
+    value = torch.from_numpy(np.array(array))
+    layout = layout or {}
+    if layout.get("transpose"):
+        value = value.reshape(tuple(reversed(shape))).t()
+    return value.reshape(shape)
+
+
+def bind(program, param, layout=None) -> str:
+    """Register `param` (a context.Param) as a weight of `program`; returns its key.
+
+    The array is a view of the PyTorch parameter where the layout allows (no copy of
+    a 300M-parameter model): what `compile()` loads is the model's value at that time."""
+    key = param.fqn
+    program.weights[key] = to_flexflow(param.tensor, layout)
+    program.weight_sources[key] = {"param": param.fqn, "transpose": bool((layout or {}).get("transpose")),
+                                   "shape": list(program.weights[key].shape)}
+    return key
+
+
 class WeightLoader:
     """An `ffmodel.attr_tensors` key that loads one layer parameter.
 
     FlexFlow's `compile()` ends with `for t, arr in attr_tensors.items():
     t.set_tensor(ffmodel, arr)`; this object turns that call into
     `get_layer_by_name(layer).get_parameter_by_id(i).set_weights(...)`, so the
-    PyTorch weights are in place right after `compile()` on both backends."""
+    PyTorch weights are in place right after `compile()` on both backends. (Weights,
+    unlike input tensors, survive init_layers.)"""
 
     def __init__(self, layer_name, param_id, key):
         self.layer_name, self.param_id, self.key = layer_name, param_id, key
@@ -46,10 +86,8 @@ def read_weights(ffmodel, program):
 def copy_weights_to_torch(ffmodel, program, module: torch.nn.Module):
     """Write FlexFlow's current weights into `module`'s parameters (in place).
 
-    Each weight key names its PyTorch parameter (`weight_sources`) and how the
-    FlexFlow layout maps to it (a transpose for GPT-2's Conv1D, a reshape for
-    parameters held as embedding tables). Tied parameters share storage, so
-    writing one writes all."""
+    Each weight key names its PyTorch parameter and layout (`weight_sources`). Tied
+    parameters share storage, so writing one writes all."""
     params = dict(module.named_parameters(remove_duplicate=False))
     buffers = dict(module.named_buffers(remove_duplicate=False))
     for key, src in program.weight_sources.items():
@@ -58,7 +96,4 @@ def copy_weights_to_torch(ffmodel, program, module: torch.nn.Module):
         target = params.get(name, buffers.get(name))
         if target is None:
             raise ConversionError(f"the PyTorch model has no parameter {name!r} (weight {key!r})")
-        value = torch.from_numpy(np.array(array))
-        if src.get("transpose"):
-            value = value.t()
-        target.copy_(value.reshape(target.shape).to(target.dtype))
+        target.copy_(to_torch(array, src, tuple(target.shape)).to(target.dtype))

@@ -1,4 +1,10 @@
-"""Helpers shared by converter families: broadcasting binary ops, expand."""
+"""Helpers shared by converter families: broadcasting binary ops, scalar ops, casts,
+expand, softmax.
+
+FlexFlow's element-wise kernels compute in HALF or FLOAT only (element_binary_kernels.cu
+forward_kernel_wrapper:109; INT64 aborts at init, INT32 at the first forward), so all
+arithmetic is float: integer operands (masks, ids) are made float first, exactly for
+integers below 2**24."""
 
 from __future__ import annotations
 
@@ -22,49 +28,77 @@ def finite(s):
     return s
 
 
-def is_float(ctx, x):
-    if isinstance(x, Value):
-        return x.dtype == "DT_FLOAT"
-    if isinstance(x, (Const, Param)):
-        return x.tensor.is_floating_point()
-    return isinstance(x, float)
-
-
-def rank_of(x):
-    if isinstance(x, Value):
-        return x.rank
-    if isinstance(x, (Const, Param)):
-        return x.tensor.dim()
-    return 0
-
-
 def scalar_op(ctx, method, x, s):
-    """x <method> s for a Python scalar s, never in place."""
-    return ctx.emit(method, {"input": x}, {"scalar": float(s), "inplace": False})
+    """x <method> s for a Python scalar s, on a float tensor, never in place (in place,
+    FlexFlow's backward adds the gradient to itself: element_unary.cc:683-688)."""
+    return ctx.emit(method, {"input": to_float(ctx, x)}, {"scalar": float(s), "inplace": False})
+
+
+def to_float(ctx, x: Value) -> Value:
+    """An integer tensor as float: multiply by a float one (FFModel::binary inserts a
+    cast of the smaller DataType, element_binary.cc:46-89; FlexFlow has no cast op)."""
+    if x.dtype == "DT_FLOAT":
+        return x
+    one = ctx.constant(torch.ones((x.shape[0],) + (1,) * (x.rank - 1)), float_=True)
+    return ctx.emit("multiply", {"x": x, "y": one})
+
+
+def operands(ctx, a, b):
+    """Both operands of an element-wise op as float FlexFlow tensors of equal rank.
+
+    Constants and parameters become per-sample copies aligned to the activation they
+    meet; two values that depend on no input stay lifted (see context.py)."""
+    real = next((v for v in (a, b) if isinstance(v, Value) and v.id not in ctx.lifted), None)
+    x, y = ctx.tensor(a, like=real, float_=True), ctx.tensor(b, like=real, float_=True)
+    real = real or next((v for v in (x, y) if v.id not in ctx.lifted), None)
+    if real is not None:
+        rank = max(ctx.torch_rank(x), ctx.torch_rank(y))
+        x, y = (_leading_ones(ctx, ctx.as_torch_rank(v, rank), rank) for v in (x, y))
+    else:
+        rank = max(ctx.torch_rank(x), ctx.torch_rank(y))
+        x, y = (_lifted_to_rank(ctx, v, rank) for v in (x, y))
+        if x.rank != y.rank:                     # one broadcast form, one virtual form
+            x, y = (_virtual(ctx, v, rank) for v in (x, y))
+    return to_float(ctx, x), to_float(ctx, y)
+
+
+def _leading_ones(ctx, v, rank):
+    """An activation of lower rank aligned by leading 1s (PyTorch broadcasting). Its
+    axis 0 then no longer holds the batch: FlexFlow's data parallelism cannot split it,
+    and the rules mark the program single-GPU."""
+    return v if v.rank >= rank else ctx.reshape(v, (1,) * (rank - v.rank) + v.shape)
+
+
+def _lifted_to_rank(ctx, v, rank):
+    shape = ctx.torch_shape(v)
+    aligned = (1,) * (rank - len(shape)) + tuple(shape)
+    return ctx.as_torch_rank(v, rank) if aligned[0] == 1 else _virtual(ctx, v, rank)
+
+
+def _virtual(ctx, v, rank):
+    """A lifted value as (batch, *PyTorch shape aligned to `rank`)."""
+    shape = ctx.torch_shape(v)
+    aligned = (1,) * (rank - len(shape)) + tuple(shape)
+    return ctx.reshape(v, (ctx.batch_size,) + aligned)
 
 
 def binary(ctx, method, a, b):
-    """Element-wise a <method> b with NumPy broadcasting, for method in
-    add/subtract/multiply/divide. Scalars use FlexFlow's scalar ops; division by a
-    tensor is a * pow(b, -1) (FlexFlow's divide aborts in its CUDA set-up)."""
+    """Element-wise a <method> b with NumPy broadcasting, method in add/subtract/
+    multiply/divide. Scalars use FlexFlow's scalar ops; division by a tensor is
+    a * pow(b, -1) (FlexFlow's divide aborts in its kernel set-up)."""
     sa, sb = ctx.scalar(a), ctx.scalar(b)
     if sb is not None and sa is None:
-        x, s = _scalar_operand(ctx, a), finite(sb)
-        if x.dtype != "DT_FLOAT" and method in ("add", "subtract", "multiply") and float(s).is_integer():
-            return _int_scalar(ctx, method, x, int(s))
+        x, s = ctx.tensor(a), finite(sb)
         if method == "add":
             return x if s == 0 else scalar_op(ctx, "scalar_add", x, s)
         if method == "subtract":
             return x if s == 0 else scalar_op(ctx, "scalar_sub", x, s)
         if method == "multiply":
-            return x if s == 1 else scalar_op(ctx, "scalar_multiply", x, s)
+            return to_float(ctx, x) if s == 1 else scalar_op(ctx, "scalar_multiply", x, s)
         if method == "divide":
-            return x if s == 1 else scalar_op(ctx, "scalar_true_divide", x, s)
+            return to_float(ctx, x) if s == 1 else scalar_op(ctx, "scalar_true_divide", x, s)
     if sa is not None and sb is None:
-        x, s = _scalar_operand(ctx, b), finite(sa)
-        if x.dtype != "DT_FLOAT" and method == "subtract" and float(s).is_integer():
-            neg = _int_scalar(ctx, "multiply", x, -1)
-            return _int_scalar(ctx, "add", neg, int(s))
+        x, s = ctx.tensor(b), finite(sa)
         if method in ("add", "multiply"):
             return binary(ctx, method, b, a)
         if method == "subtract":      # s - x
@@ -74,55 +108,54 @@ def binary(ctx, method, a, b):
             inv = ctx.emit("pow", {"input": to_float(ctx, x)}, {"exponent": -1.0})
             return inv if s == 1 else scalar_op(ctx, "scalar_multiply", inv, s)
     if method == "divide":
-        inv = ctx.emit("pow", {"input": to_float(ctx, ctx.tensor(b, float_=True))}, {"exponent": -1.0})
-        return binary(ctx, "multiply", a, inv)
-    rank = max(rank_of(a), rank_of(b), 1)
-    want_float = is_float(ctx, a) or is_float(ctx, b)
-    x = ctx.tensor(a, rank=rank, float_=want_float if isinstance(a, Const) else None)
-    y = ctx.tensor(b, rank=rank, float_=want_float if isinstance(b, Const) else None)
+        x, y = operands(ctx, a, b)
+        return ctx.emit("multiply", {"x": x, "y": ctx.emit("pow", {"input": y}, {"exponent": -1.0})})
+    x, y = operands(ctx, a, b)
     return ctx.emit(method, {"x": x, "y": y})
 
 
-def _int_scalar(ctx, method, x, s):
-    """Integer tensor <op> integer scalar as a binary op with an int32 constant
-    (the result keeps x's integer type, e.g. position ids feeding an embedding)."""
-    if (method in ("add", "subtract") and s == 0) or (method == "multiply" and s == 1):
-        return x
-    const = ctx.constant(torch.full((1,) * x.rank, s, dtype=torch.int32))
-    return ctx.emit(method, {"x": x, "y": const})
-
-
-def _scalar_operand(ctx, x):
-    """The tensor side of a tensor-scalar op; integer tensors whose result is
-    float in PyTorch are made float first (FlexFlow's scalar ops keep the input
-    dtype, so int64 * 0.5 would stay integer)."""
-    v = ctx.tensor(x)
-    out = ctx.out_val
-    if v.dtype != "DT_FLOAT" and isinstance(out, torch.Tensor) and out.is_floating_point():
-        v = to_float(ctx, v)
-    return v
-
-
-def to_float(ctx, x: Value) -> Value:
-    """An integer tensor as float: multiply by a float one (FlexFlow casts the
-    operand with the smaller DataType up; it has no cast op)."""
-    if x.dtype == "DT_FLOAT":
-        return x
-    one = ctx.constant(torch.ones((1,) * x.rank), float_=True)
-    return ctx.emit("multiply", {"x": x, "y": one})
-
-
 def expand(ctx, x, shape):
-    """Broadcast x to `shape` by adding zeros (FlexFlow has no expand)."""
+    """Broadcast x to the PyTorch shape `shape` by adding zeros (FlexFlow has no
+    expand)."""
     shape = tuple(shape)
-    v = ctx.tensor(x, rank=len(shape))
-    if v.shape == shape:
+    v = ctx.tensor(x)
+    if v.id in ctx.lifted and shape[0] == ctx.batch_size:     # a per-sample copy meets the batch
+        v = ctx.as_torch_rank(v, len(shape))
+        if v.shape == shape:
+            return ctx.emit("identity", {"input": v})
+        return ctx.emit("add", {"x": ctx.constant(torch.zeros(shape)), "y": to_float(ctx, v)})
+    if v.id not in ctx.lifted and v.shape == shape:
         return v
-    zeros = ctx.constant(torch.zeros(shape), float_=v.dtype == "DT_FLOAT")
-    if v.dtype == "DT_INT64":
-        zeros = ctx.constant(torch.zeros(shape, dtype=torch.int32))
-    return ctx.emit("add", {"x": zeros, "y": v})
+    return binary(ctx, "add", Const(torch.zeros(shape)), v)
+
+
+def softmax(ctx, x: Value) -> Value:
+    """Softmax over the last axis, composed from operators whose FlexFlow backward is
+    exact: FlexFlow's softmax copies its gradient through (softmax.cu:254-258), right
+    only for a final softmax under a cross-entropy loss.
+
+    p = e * pow(sum(e), -1), e = exp(x - m), where m is the row maximum from a max
+    pool2d over the last axis; softmax is shift invariant, so m's gradient (which
+    FlexFlow routes to the argmax) is zero up to rounding."""
+    x = to_float(ctx, x)
+    shape = x.shape
+    n = shape[-1]
+    x4 = ctx.reshape(x, (shape[0],) + (1,) * (4 - x.rank) + shape[1:]) if x.rank < 4 else x
+    if x4.rank != 4:
+        raise UnsupportedByFlexFlowError(f"softmax of a {x.rank}-D tensor")
+    m = ctx.emit("pool2d", {"input": x4}, {"kernel_h": 1, "kernel_w": n, "stride_h": 1, "stride_w": n,
+                                           "padding_h": 0, "padding_w": 0,
+                                           "pool_type": {"$enum": "PoolType.POOL_MAX"},
+                                           "activation": {"$enum": "ActiMode.AC_MODE_NONE"}})
+    e = ctx.emit("exp", {"x": ctx.emit("subtract", {"x": x4, "y": m})})
+    total = ctx.emit("reduce_sum", {"input": e}, {"axes": [3], "keepdims": True})
+    p = ctx.emit("multiply", {"x": e, "y": ctx.emit("pow", {"input": total}, {"exponent": -1.0})})
+    return ctx.reshape(p, shape)
 
 
 def unsupported(what):
     raise UnsupportedByFlexFlowError(what)
+
+
+def is_param(x):
+    return isinstance(x, Param)

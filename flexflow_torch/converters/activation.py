@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..registry import register
-from ._common import binary, scalar_op, to_float, unsupported
+from ._common import binary, scalar_op, softmax, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -15,7 +15,7 @@ aten = torch.ops.aten
 @register(aten.relu.default)
 def aten_relu(ctx, self):
     """relu(Tensor self) -> Tensor"""
-    return ctx.emit("relu", {"input": ctx.tensor(self)}, {"inplace": False})
+    return ctx.emit("relu", {"input": to_float(ctx, ctx.tensor(self))}, {"inplace": False})
 
 
 @register(aten.sigmoid.default)
@@ -33,7 +33,7 @@ def aten_tanh(ctx, self):
 @register(aten.silu.default)
 def aten_silu(ctx, self):
     """silu(Tensor self) -> Tensor   (x * sigmoid(x); FlexFlow's fused SiLU op is inference-only)"""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     return ctx.emit("multiply", {"x": x, "y": ctx.emit("sigmoid", {"input": x})})
 
 
@@ -43,7 +43,7 @@ def aten_gelu(ctx, self, approximate="none"):
 
     'none' is FlexFlow's exact gelu; 'tanh' is composed from pow/tanh/scalar ops:
     0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3)))."""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     if approximate == "none":
         return ctx.emit("gelu", {"input": x}, {"inplace": False})
     cube = ctx.emit("pow", {"input": x}, {"exponent": 3.0})
@@ -57,16 +57,15 @@ def aten_gelu(ctx, self, approximate="none"):
 def aten__softmax(ctx, self, dim, half_to_float=False, dtype=None):
     """_softmax(Tensor self, int dim, bool half_to_float) -> Tensor
 
-    FlexFlow's softmax works on the last axis only: other axes are moved last
-    and back with transposes."""
-    x = to_float(ctx, ctx.tensor(self))
+    Composed (see _common.softmax): FlexFlow's own softmax passes its gradient
+    through unchanged. Other axes than the last are moved last and back."""
+    x = ctx.tensor(self)
     dim = dim % x.rank
     if dim == x.rank - 1:
-        return ctx.emit("softmax", {"input": x}, {"axis": -1})
+        return softmax(ctx, x)
     perm = [i for i in range(x.rank) if i != dim] + [dim]
     inv = [perm.index(i) for i in range(x.rank)]
-    y = ctx.emit("softmax", {"input": ctx.transpose(x, perm)}, {"axis": -1})
-    return ctx.transpose(y, inv)
+    return ctx.transpose(softmax(ctx, ctx.transpose(x, perm)), inv)
 
 
 @register(aten.leaky_relu.default)
@@ -74,7 +73,7 @@ def aten_leaky_relu(ctx, self, negative_slope=0.01):
     """leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor
 
     relu(x) - slope*relu(-x)."""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     pos = ctx.emit("relu", {"input": x}, {"inplace": False})
     neg = ctx.emit("relu", {"input": scalar_op(ctx, "scalar_multiply", x, -1.0)}, {"inplace": False})
     return binary(ctx, "subtract", pos, scalar_op(ctx, "scalar_multiply", neg, float(negative_slope)))

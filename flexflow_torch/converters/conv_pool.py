@@ -7,7 +7,7 @@ import torch
 from ..registry import register
 from ..context import Param
 from ..graph import enum
-from ._common import unsupported, binary
+from ._common import binary, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -22,7 +22,7 @@ def _pair(v):
 @register(aten.conv2d.default)
 def aten_conv2d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
     """conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor"""
-    return _conv2d(ctx, ctx.tensor(input), weight, bias, stride, padding, dilation, groups)
+    return _conv2d(ctx, to_float(ctx, ctx.tensor(input)), weight, bias, stride, padding, dilation, groups)
 
 
 @register(aten.conv1d.default)
@@ -64,8 +64,7 @@ def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None
         unsupported("convolution with a shared or computed kernel")
     (kh, kw), (sh, sw), (ph, pw) = kernel or weight.shape[2:], _pair(stride), _pair(padding)
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
-    key = ctx.weight(weight)
-    ctx.program.weights[key] = ctx.program.weights[key].reshape(weight.shape[0], -1, kh, kw)
+    key = ctx.weight(weight, {"shape": [weight.shape[0], weight.shape[1], kh, kw]})
     weights = [{"param_id": 0, "key": key}]
     if native_b:
         weights.append({"param_id": 1, "key": ctx.weight(bias)})
@@ -81,7 +80,7 @@ def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None
 
 def _channel(ctx, b):
     t = ctx.tensor(b)
-    return ctx.reshape(t, (1, t.shape[0], 1, 1))
+    return ctx.view(t, (1, ctx.torch_shape(t)[0], 1, 1))
 
 
 def _pool(ctx, x, k, s, p, pool_type):

@@ -6,7 +6,7 @@ import torch
 
 from ..registry import register
 from ..context import Const
-from ._common import binary, scalar_op, to_float, expand, unsupported
+from ._common import binary, expand, operands, scalar_op, to_float
 
 aten = torch.ops.aten
 
@@ -95,9 +95,10 @@ aten_cos = register(aten.cos.default)(_unary("cos", "cos(Tensor self) -> Tensor"
 def aten_maximum(ctx, self, other):
     """maximum(Tensor self, Tensor other) -> Tensor   (also minimum)"""
     method = "max" if ctx.node.target is aten.maximum.default else "min"
-    shape = ctx.out_shape
+    x, y = operands(ctx, self, other)
+    shape = tuple(max(a, b) for a, b in zip(x.shape, y.shape))
     # FlexFlow's max/min do not broadcast at run time: expand both operands first
-    return ctx.emit(method, {"x": expand(ctx, self, shape), "y": expand(ctx, other, shape)})
+    return ctx.emit(method, {"x": expand(ctx, x, shape), "y": expand(ctx, y, shape)})
 
 
 @register(aten.clone.default, aten.alias.default, aten.contiguous.default, aten.lift_fresh_copy.default,
@@ -125,11 +126,14 @@ def aten__to_copy(ctx, self, dtype=None, layout=None, device=None, pin_memory=No
 
 @register(aten.dropout.default)
 def aten_dropout(ctx, input, p, train):
-    """dropout(Tensor input, float p, bool? train) -> Tensor   (identity in eval)"""
-    if train and p > 0:
-        unsupported("dropout in training mode inside the captured graph; capture in eval mode "
-                    "(PyTorchModel does) or add ffmodel.dropout yourself")
-    return input
+    """dropout(Tensor input, float p, bool? train) -> Tensor
+
+    In a model converted for training, FlexFlow's dropout with the model's rate (even
+    0, so the placement shows); in eval, nothing."""
+    if not train:
+        return input
+    from .attention import dropout
+    return dropout(ctx, to_float(ctx, ctx.tensor(input)), p)
 
 
 @register(aten.where.self)
@@ -151,7 +155,7 @@ def aten_masked_fill(ctx, self, mask, value):
 @register(aten.abs.default)
 def aten_abs(ctx, self):
     """abs(Tensor self) -> Tensor   (relu(x) + relu(-x); FlexFlow has no abs)"""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     pos = ctx.emit("relu", {"input": x}, {"inplace": False})
     neg = ctx.emit("relu", {"input": scalar_op(ctx, "scalar_multiply", x, -1.0)}, {"inplace": False})
     return ctx.emit("add", {"x": pos, "y": neg})

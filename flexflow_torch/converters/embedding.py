@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
-from ..context import Param, Const
+from ..context import Param
 from ..graph import enum
 from ._common import unsupported
 
@@ -20,9 +20,13 @@ def aten_embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=Fals
     goes through the parameter plan (one FlexFlow layer for every use)."""
     if not isinstance(weight, Param):
         unsupported("embedding lookup into a computed (non-parameter) table")
+    ids = ctx.tensor(indices)
+    if ids.dtype != "DT_INT32":
+        unsupported("embedding ids computed by the model with arithmetic (FlexFlow has no integer "
+                    "arithmetic and no float-to-int cast): compute them on the host and pass them as an "
+                    "input, e.g. add 'position_ids' to input_names")
     if not ctx.is_native(weight):
         return ctx.plan.lookup(ctx, weight, ctx.node)
-    ids = ctx.tensor(indices) if not isinstance(indices, Const) else ctx.constant(indices.tensor)
     num, dim = weight.shape
     return ctx.emit("embedding", {"input": ids},
                     {"num_embeddings": num, "embedding_dim": dim, "aggr": enum("AggrMode.AGGR_MODE_NONE")},

@@ -1,4 +1,8 @@
-"""Linear layers and matrix products: linear, addmm (GPT-2's Conv1D), mm, bmm, matmul."""
+"""Linear layers and matrix products: linear, addmm (GPT-2's Conv1D), mm, bmm, matmul.
+
+FlexFlow's batch_matmul needs equal batch axes and, with data parallelism, operands
+partitioned alike (batch_matmul.cc:168-171): every product here is per sample, with
+parameters and constants as per-sample copies."""
 
 from __future__ import annotations
 
@@ -7,20 +11,24 @@ import math
 import torch
 
 from ..registry import register
-from ..context import Param
-from ..errors import ShapeError
+from ..context import Merged, Param
+from ..errors import ConversionError
 from ..fused_ops import dense as fused_dense
 from ..graph import enum
-from ._common import binary, expand
+from ._common import binary, expand, to_float
 
 aten = torch.ops.aten
 
 
 def _dense(ctx, x, weight: Param, bias, activation="AC_MODE_NONE", transpose=False):
-    """FlexFlow dense named after the weight's module; kernel (out, in)."""
-    x = ctx.tensor(x)
+    """FlexFlow dense named after the weight's module; kernel (out, in). Over the last
+    axis, so a batch-merging view (context.Merged) is computed unmerged."""
+    if isinstance(x, Merged):
+        y = _dense(ctx, x.value, weight, bias, activation, transpose)
+        return Merged(y, x.shape[:-1] + (y.shape[-1],))
+    x = to_float(ctx, ctx.tensor(x))
     out_dim = weight.shape[1] if transpose else weight.shape[0]
-    weights = [{"param_id": 0, "key": ctx.weight(weight, transpose=transpose)}]
+    weights = [{"param_id": 0, "key": ctx.weight(weight, {"transpose": transpose})}]
     use_bias = bias is not None
     if use_bias:
         weights.append({"param_id": 1, "key": ctx.weight(bias)})
@@ -30,40 +38,36 @@ def _dense(ctx, x, weight: Param, bias, activation="AC_MODE_NONE", transpose=Fal
 
 
 def matmul(ctx, a, b):
-    """a @ b with torch.matmul semantics on FlexFlow's batch_matmul (equal batch
-    dims, same rank): 1-D operands are unsqueezed, batch dims broadcast by expand."""
+    """a @ b with torch.matmul semantics on FlexFlow's batch_matmul: 1-D operands are
+    unsqueezed, leading axes broadcast by expand, the batch stays on axis 0."""
     x, y = ctx.tensor(a), ctx.tensor(b)
+    sx, sy = ctx.torch_shape(x), ctx.torch_shape(y)
     out_shape = ctx.out_shape
-    if x.rank == 1:
-        x = ctx.reshape(x, (1,) + x.shape)
-    if y.rank == 1:
-        y = ctx.reshape(y, y.shape + (1,))
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]) if max(x.rank, y.rank) > 2 else ()
-    if not batch:
-        batch = (1,)
-    x = expand(ctx, x, tuple(batch) + x.shape[-2:])
-    y = expand(ctx, y, tuple(batch) + y.shape[-2:])
-    if len(batch) > 2:
-        lead = math.prod(batch)
-        x = ctx.reshape(x, (lead,) + x.shape[-2:])
-        y = ctx.reshape(y, (lead,) + y.shape[-2:])
+    if len(sx) == 1 or len(sy) == 1 or (x.id in ctx.lifted and y.id in ctx.lifted):
+        raise ConversionError(f"matmul of {sx} and {sy}: only products with a batched operand of rank >= 2")
+    rank = max(len(sx), len(sy))
+    x, y = (ctx.as_torch_rank(to_float(ctx, v), rank) for v in (x, y))
+    x, y = (v if v.rank == rank else ctx.reshape(v, (1,) * (rank - v.rank) + v.shape) for v in (x, y))
+    lead = tuple(max(p, q) for p, q in zip(x.shape[:-2], y.shape[:-2]))
+    x = expand(ctx, x, lead + x.shape[-2:])
+    y = expand(ctx, y, lead + y.shape[-2:])
+    if x.rank == 2:
+        x, y = ctx.reshape(x, (x.shape[0], 1, x.shape[1])), ctx.reshape(y, (y.shape[0],) + y.shape[1:] + (1,))
     out = ctx.emit("batch_matmul", {"A": x, "B": y})
     return ctx.reshape(out, out_shape or (1,))
 
 
-def _linear_via_matmul(ctx, x, weight: Param, bias, transpose=False):
-    """x @ W^T for a weight FlexFlow cannot own as a dense kernel (tied): W comes
-    from the parameter's table as (batch, out, in) and feeds batch_matmul."""
-    x = ctx.tensor(x)
-    B = ctx.batch_size
-    w = ctx.plan.param_matrix(ctx, weight)          # (B, rows, cols) = (B, out, in) or (B, in, out)
-    wt = w if transpose else ctx.transpose(w, [0, 2, 1])   # (B, in, out)
-    k = wt.shape[1]
-    if x.shape[0] % B or math.prod(x.shape) % (B * k):
-        raise ShapeError(f"cannot align {x.shape} with the batch size {B} for a tied weight")
-    x3 = ctx.reshape(x, (B, math.prod(x.shape) // (B * k), k))
-    y = ctx.emit("batch_matmul", {"A": x3, "B": wt})
-    y = ctx.reshape(y, x.shape[:-1] + (wt.shape[2],))
+def _via_table(ctx, x, weight: Param, bias, transposed):
+    """x @ W^T (`transposed`) or x @ W for a weight FlexFlow cannot own as a dense
+    kernel (tied, shared): W per sample from its table feeds batch_matmul."""
+    x = to_float(ctx, ctx.tensor(x))
+    w = ctx.plan.matrix(ctx, weight, transposed)          # (B, K, N)
+    B, K = ctx.batch_size, w.shape[1]
+    if x.id in ctx.lifted or math.prod(x.shape) % (B * K):
+        raise ConversionError(f"cannot align {x.shape} with the batch size {B} for the shared weight "
+                              f"{weight.fqn}")
+    x3 = ctx.reshape(x, (B, math.prod(x.shape) // (B * K), K))
+    y = ctx.reshape(ctx.emit("batch_matmul", {"A": x3, "B": w}), x.shape[:-1] + (w.shape[2],))
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
@@ -75,14 +79,10 @@ def aten_linear(ctx, input, weight, bias=None):
         y = _dense(ctx, input, weight, native_bias)
         return y if bias is None or native_bias is not None else binary(ctx, "add", y, bias)
     if isinstance(weight, Param):
-        return _linear_via_matmul(ctx, input, weight, bias)
-    y = matmul(ctx, input, _transposed(ctx, weight))
+        return _via_table(ctx, input, weight, bias, transposed=True)
+    w = ctx.tensor(weight)
+    y = matmul(ctx, input, ctx.transpose(w, list(range(w.rank - 2)) + [w.rank - 1, w.rank - 2]))
     return y if bias is None else binary(ctx, "add", y, bias)
-
-
-def _transposed(ctx, w):
-    w = ctx.tensor(w)
-    return ctx.transpose(w, list(range(w.rank - 2)) + [w.rank - 1, w.rank - 2])
 
 
 @register(fused_dense)
@@ -102,7 +102,7 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
             and isinstance(self, Param) and ctx.is_native(self) and len(self.shape) == 1):
         return _dense(ctx, mat1, mat2, self, transpose=True)
     if isinstance(mat2, Param) and alpha == 1:
-        y = _linear_via_matmul(ctx, mat1, mat2, None, transpose=True)
+        y = _via_table(ctx, mat1, mat2, None, transposed=False)
     else:
         y = binary(ctx, "multiply", matmul(ctx, mat1, mat2), alpha)
     return binary(ctx, "add", y, binary(ctx, "multiply", self, beta))
@@ -111,4 +111,7 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
 @register(aten.mm.default, aten.bmm.default, aten.matmul.default)
 def aten_matmul(ctx, self, other=None, mat2=None):
     """matmul(Tensor self, Tensor other) -> Tensor   (also mm, bmm)"""
-    return matmul(ctx, self, other if other is not None else mat2)
+    b = other if other is not None else mat2
+    if isinstance(b, Param) and len(b.shape) == 2:
+        return _via_table(ctx, self, b, None, transposed=False)
+    return matmul(ctx, self, b)

@@ -50,7 +50,7 @@ def select(ctx, cond, a, b):
     else:
         out = binary(ctx, "add", ta, tb)
     out = ctx.tensor(out, float_=True)
-    if out.shape != ctx.out_shape:
+    if ctx.torch_shape(out) != ctx.out_shape or (out.id in ctx.lifted and ctx.node in ctx.per_sample):
         out = expand(ctx, out, ctx.out_shape)
     return out
 

@@ -1,52 +1,79 @@
-"""Normalisation: layer_norm, rms_norm (fused pattern), eval-mode batch norm."""
+"""Normalisation: layer_norm, rms_norm (fused pattern), eval-mode batch norm.
+
+FlexFlow's own layer_norm and rms_norm cannot train a converted model: their backwards
+overwrite the input gradient (the residual stream's), their block reduction drops the
+last partial warp of rows not a multiple of 32 below 1024, layer_norm fails with data
+parallelism and rms_norm creates its weight without a gradient (semantics/norm.py).
+So norms are composed from reduce_sum, multiply and pow, with the weight and bias as
+per-sample parameter tensors."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from ..registry import register
 from ..context import Param, Const
 from ..fused_ops import rms_norm as fused_rms_norm, layer_norm as fused_layer_norm
-from ._common import binary, unsupported, to_float
+from ._common import binary, scalar_op, to_float, unsupported
 
 aten = torch.ops.aten
+
+
+def _mean_last(ctx, x):
+    total = ctx.emit("reduce_sum", {"input": x}, {"axes": [x.rank - 1], "keepdims": True})
+    return scalar_op(ctx, "scalar_multiply", total, 1.0 / x.shape[-1])
+
+
+def _rsqrt_plus(ctx, v, eps):
+    """pow(v + eps, -0.5); pow's input has no other consumer, so its overwriting backward
+    loses nothing."""
+    return ctx.emit("pow", {"input": scalar_op(ctx, "scalar_add", v, float(eps))}, {"exponent": -0.5})
+
+
+def _affine(ctx, y, weight, bias):
+    if weight is not None:
+        y = binary(ctx, "multiply", y, weight)
+    if bias is not None:
+        y = binary(ctx, "add", y, bias)
+    return y
+
+
+def _rows(ctx, x, k):
+    """x with its last k axes flattened into one (the batch stays on axis 0)."""
+    return x if k == 1 else ctx.reshape(x, x.shape[:-k] + (math.prod(x.shape[-k:]),))
 
 
 @register(aten.layer_norm.default)
 def aten_layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True):
     """layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enable=True) -> Tensor
 
-    FlexFlow layer_norm over the last k axes: axes=[0..k-1] in Legion order."""
+    (x - mean) * pow(var + eps, -0.5) * w + b over the last k axes, biased variance."""
     x = to_float(ctx, ctx.tensor(input))
     k = len(normalized_shape)
-    native_w = isinstance(weight, Param) and ctx.is_native(weight)
-    native_b = isinstance(bias, Param) and ctx.is_native(bias)
-    affine = native_w and (bias is None or native_b)
-    weights = []
-    if affine:
-        weights.append({"param_id": 0, "key": ctx.weight(weight)})
-        if bias is not None:
-            weights.append({"param_id": 1, "key": ctx.weight(bias)})
-    name = weight.layer_name if affine else None
-    y = ctx.emit("layer_norm", {"input": x},
-                 {"axes": list(range(k)), "elementwise_affine": affine, "eps": float(eps),
-                  "use_bias": affine and bias is not None}, name=name, weights=weights)
-    if not affine:
-        if weight is not None:
-            y = binary(ctx, "multiply", y, weight)
-        if bias is not None:
-            y = binary(ctx, "add", y, bias)
-    return y
+    rows = _rows(ctx, x, k)
+    centred = ctx.emit("subtract", {"x": rows, "y": _mean_last(ctx, rows)})
+    var = _mean_last(ctx, ctx.emit("multiply", {"x": centred, "y": centred}))
+    y = ctx.emit("multiply", {"x": centred, "y": _rsqrt_plus(ctx, var, eps)})
+    return _affine(ctx, ctx.reshape(y, x.shape), weight, bias)
+
+
+@register(fused_layer_norm)
+def fused_layer_norm_converter(ctx, input, weight, bias, eps):
+    """layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor   (last axis)"""
+    return aten_layer_norm(ctx, input, [ctx.out_shape[-1]], weight, bias, eps)
 
 
 @register(fused_rms_norm)
 def fused_rms_norm_converter(ctx, input, weight, eps):
-    """rms_norm(Tensor input, Tensor weight, float eps) -> Tensor   (FlexFlow rms_norm, dim = last size)"""
-    if not (isinstance(weight, Param) and ctx.is_native(weight)):
-        unsupported(f"RMS norm whose weight is shared with another layer ({weight!r})")
+    """rms_norm(Tensor input, Tensor weight, float eps) -> Tensor
+
+    x * pow(mean(x^2) + eps, -0.5) * w (T5LayerNorm, LlamaRMSNorm)."""
     x = to_float(ctx, ctx.tensor(input))
-    return ctx.emit("rms_norm", {"input": x}, {"eps": float(eps), "dim": x.shape[-1]},
-                    name=weight.layer_name, weights=[{"param_id": 0, "key": ctx.weight(weight)}])
+    mean_sq = _mean_last(ctx, ctx.emit("multiply", {"x": x, "y": x}))
+    y = ctx.emit("multiply", {"x": x, "y": _rsqrt_plus(ctx, mean_sq, eps)})
+    return _affine(ctx, y, weight, None)
 
 
 @register(aten._native_batch_norm_legit_no_training.default)
@@ -69,9 +96,3 @@ def aten__native_batch_norm_legit_no_training(ctx, input, weight, bias, running_
     y = binary(ctx, "multiply", input, Const(scale.reshape(shape)))
     y = binary(ctx, "add", y, Const(shift.reshape(shape)))
     return (y, None, None)
-
-
-@register(fused_layer_norm)
-def fused_layer_norm_converter(ctx, input, weight, bias, eps):
-    """layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor   (last axis)"""
-    return aten_layer_norm(ctx, input, [ctx.out_shape[-1]], weight, bias, eps)

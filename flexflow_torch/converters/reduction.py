@@ -20,6 +20,9 @@ def _axes(x, dim):
 
 
 def _reduce(ctx, x, axes, keepdim):
+    if x.id in ctx.lifted:
+        from ._common import unsupported
+        unsupported("a reduction of a value that depends on no input")
     y = ctx.emit("reduce_sum", {"input": x}, {"axes": axes, "keepdims": True})
     return ctx.reshape(y, ctx.out_shape or (1,))
 
@@ -27,14 +30,14 @@ def _reduce(ctx, x, axes, keepdim):
 @register(aten.sum.dim_IntList)
 def aten_sum(ctx, self, dim, keepdim=False, dtype=None):
     """sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     return _reduce(ctx, x, _axes(x, dim), keepdim)
 
 
 @register(aten.sum.default)
 def aten_sum_all(ctx, self, dtype=None):
     """sum(Tensor self, *, ScalarType? dtype=None) -> Tensor"""
-    x = ctx.tensor(self)
+    x = to_float(ctx, ctx.tensor(self))
     return _reduce(ctx, x, list(range(x.rank)), False)
 
 
@@ -65,8 +68,8 @@ def aten_cumsum(ctx, self, dim, dtype=None):
     dim %= x.rank
     perm = [i for i in range(x.rank) if i != dim] + [dim]
     moved = ctx.transpose(x, perm)
-    n = moved.shape[-1]
-    flat = ctx.reshape(moved, (1, math.prod(moved.shape) // n, n))
-    tri = ctx.constant(torch.triu(torch.ones(n, n)).reshape(1, n, n), float_=True)
+    n, B = moved.shape[-1], moved.shape[0]
+    flat = ctx.reshape(moved, (B, math.prod(moved.shape[1:]) // n, n))
+    tri = ctx.constant(torch.triu(torch.ones(n, n)).expand(B, n, n), float_=True)
     out = ctx.reshape(ctx.emit("batch_matmul", {"A": flat, "B": tri}), moved.shape)
     return ctx.transpose(out, [perm.index(i) for i in range(x.rank)])

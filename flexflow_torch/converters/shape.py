@@ -1,5 +1,9 @@
-"""Shape and data movement: view, permute, expand, cat, split, slice, select,
-index with constant indices (FlexFlow: reshape, transpose, concat, split, gather)."""
+"""Shape and data movement: view, permute, expand, cat, split, slice, select, index
+with constant indices (FlexFlow: reshape, concat, split, gather).
+
+FlexFlow's transpose adds into its output on every forward (transpose_kernels.cu:78),
+so permutations and other reorderings are gathers with constant indices, per sample
+(context.gather_moves). Values depending on no input move per sample (context.move)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import math
 import torch
 
 from ..registry import register
-from ..context import Const
-from ._common import expand, to_float
+from ..context import Const, Merged, lifted_shape, merges_batch
+from ..graph import Value
+from ..errors import ConversionError
+from ._common import expand, to_float, unsupported
 from ..fused_ops import view_graph as fused_view_graph
 
 aten = torch.ops.aten
@@ -19,46 +25,73 @@ def _out(ctx):
     return ctx.out_shape or (1,)
 
 
+def _fn_of_node(ctx):
+    """The node's own PyTorch function of its first argument (for per-sample moves)."""
+    node = ctx.node
+    rest = node.args[1:]
+    return lambda t: node.target(t, *rest, **node.kwargs)
+
+
+def _move(ctx, x, fn):
+    x = ctx.tensor(x)
+    return ctx.move(x, fn)
+
+
 @register(aten.view.default, aten._unsafe_view.default, aten.reshape.default)
-def aten_view(ctx, self, size):
-    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)"""
-    return ctx.reshape(ctx.tensor(self), _out(ctx))
+def aten_view(ctx, self, size=None, shape=None):
+    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)   (also reshape(self, shape))
+
+    A view merging the batch with the next axes stays unmerged (context.Merged)."""
+    target = _out(ctx)
+    if isinstance(self, Merged):
+        if target == self.value.shape:
+            return self.value
+        if merges_batch(self.value.shape, target):
+            return Merged(self.value, target)
+    elif isinstance(self, Value) and self.id not in ctx.lifted and merges_batch(self.shape, target):
+        return Merged(self, target)
+    return ctx.view(ctx.tensor(self), target)
 
 
 @register(aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default)
 def aten_unsqueeze(ctx, self, dim=None):
     """unsqueeze(Tensor(a) self, int dim) -> Tensor(a)   (also squeeze)"""
-    return ctx.reshape(ctx.tensor(self), _out(ctx))
+    return ctx.view(ctx.tensor(self), _out(ctx))
 
 
 @register(aten.flatten.using_ints)
 def aten_flatten(ctx, self, start_dim=0, end_dim=-1):
     """flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)"""
-    return ctx.reshape(ctx.tensor(self), _out(ctx))
+    return ctx.view(ctx.tensor(self), _out(ctx))
 
 
 @register(aten.permute.default)
 def aten_permute(ctx, self, dims):
     """permute(Tensor(a) self, int[] dims) -> Tensor(a)"""
     x = ctx.tensor(self)
-    return ctx.transpose(x, [d % x.rank for d in dims])
+    rank = ctx.torch_rank(x)
+    perm = [d % rank for d in dims]
+    if x.id in ctx.lifted:
+        return ctx.move(x, lambda t: t.permute(perm))
+    return ctx.transpose(x, perm)
 
 
 @register(aten.transpose.int)
 def aten_transpose(ctx, self, dim0, dim1):
     """transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)"""
     x = ctx.tensor(self)
-    perm = list(range(x.rank))
-    a, b = dim0 % x.rank, dim1 % x.rank
+    rank = ctx.torch_rank(x)
+    perm = list(range(rank))
+    a, b = dim0 % rank, dim1 % rank
     perm[a], perm[b] = perm[b], perm[a]
-    return ctx.transpose(x, perm)
+    return aten_permute(ctx, x, perm)
 
 
 @register(aten.t.default)
 def aten_t(ctx, self):
     """t(Tensor(a) self) -> Tensor(a)"""
     x = ctx.tensor(self)
-    return ctx.transpose(x, [1, 0]) if x.rank == 2 else x
+    return aten_permute(ctx, x, [1, 0]) if ctx.torch_rank(x) == 2 else x
 
 
 @register(aten.expand.default)
@@ -70,7 +103,14 @@ def aten_expand(ctx, self, size, implicit=False):
 @register(aten.cat.default)
 def aten_cat(ctx, tensors, dim=0):
     """cat(Tensor[] tensors, int dim=0) -> Tensor"""
-    vals = [ctx.tensor(t) for t in tensors if not (hasattr(t, "shape") and 0 in tuple(t.shape))]
+    parts = [t for t in tensors if not (hasattr(t, "shape") and 0 in tuple(t.shape))]
+    real = next((t for t in parts if hasattr(t, "id") and t.id not in ctx.lifted), None)
+    if real is None and len(parts) > 1:
+        unsupported("cat of tensors that depend on no input")
+    vals = [ctx.tensor(t, like=real) for t in parts]
+    if real is not None:        # per-sample copies of batch-less pieces join the batch
+        vals = [expand(ctx, v, (ctx.batch_size,) + ctx.torch_shape(v)[1:]) if v.id in ctx.lifted else v
+                for v in vals]
     if len({v.dtype for v in vals}) > 1:
         vals = [to_float(ctx, v) for v in vals]
     if len(vals) == 1:
@@ -79,33 +119,40 @@ def aten_cat(ctx, tensors, dim=0):
 
 
 def split_sizes(ctx, x, sizes, dim):
-    sizes = [s for s in sizes]
     if len(sizes) == 1:
         return [x]
-    return ctx.emit("split", {"input": x}, {"sizes": sizes, "axis": dim})
+    return ctx.emit("split", {"input": x}, {"sizes": list(sizes), "axis": dim})
+
+
+def _split(ctx, self, sizes, dim):
+    x = ctx.tensor(self)
+    if x.id in ctx.lifted:
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        d = dim % ctx.torch_rank(x)
+        return [ctx.move(x, lambda t, s=s, n=n: t.narrow(d, s, n)) for s, n in zip(starts, sizes)]
+    return split_sizes(ctx, x, sizes, dim % x.rank)
 
 
 @register(aten.split.Tensor)
 def aten_split(ctx, self, split_size, dim=0):
     """split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]"""
-    x = ctx.tensor(self)
-    dim %= x.rank
-    n = x.shape[dim]
-    sizes = [min(split_size, n - i) for i in range(0, n, split_size)]
-    return split_sizes(ctx, x, sizes, dim)
+    n = ctx.torch_shape(ctx.tensor(self))[dim]
+    return _split(ctx, self, [min(split_size, n - i) for i in range(0, n, split_size)], dim)
 
 
 @register(aten.split_with_sizes.default)
 def aten_split_with_sizes(ctx, self, split_sizes, dim=0):
     """split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]"""
-    x = ctx.tensor(self)
-    return globals()["split_sizes"](ctx, x, list(split_sizes), dim % x.rank)
+    return _split(ctx, self, list(split_sizes), dim)
 
 
 @register(aten.unbind.int)
 def aten_unbind(ctx, self, dim=0):
     """unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]"""
     x = ctx.tensor(self)
+    if x.id in ctx.lifted:
+        d = dim % ctx.torch_rank(x)
+        return [ctx.move(x, lambda t, i=i: t.select(d, i)) for i in range(ctx.torch_shape(x)[d])]
     dim %= x.rank
     parts = split_sizes(ctx, x, [1] * x.shape[dim], dim)
     shape = x.shape[:dim] + x.shape[dim + 1:]
@@ -125,15 +172,18 @@ def _slice(ctx, x, dim, start, end):
 def aten_slice(ctx, self, dim=0, start=None, end=None, step=1):
     """slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)
 
-    Contiguous slices are a split; strided ones a gather with constant indices."""
+    Contiguous slices are a split; strided ones (and slices of values that depend on
+    no input) a gather with constant indices."""
     x = ctx.tensor(self)
-    dim %= x.rank
-    n = x.shape[dim]
+    rank = ctx.torch_rank(x)
+    dim %= rank
+    n = ctx.torch_shape(x)[dim]
     start, end, step = slice(start, end, step).indices(n)
     if end <= start:
-        end = start
-    if step != 1:
-        return gather_constant(ctx, x, lambda t: t.narrow(dim, 0, n)[(slice(None),) * dim + (slice(start, end, step),)])
+        raise ConversionError(f"an empty slice [{start}:{end}] along axis {dim}: FlexFlow tensors "
+                              "cannot have a zero-size axis")
+    if x.id in ctx.lifted or step != 1:
+        return ctx.move(x, lambda t: t[(slice(None),) * dim + (slice(start, end, step),)])
     return _slice(ctx, x, dim, start, end)
 
 
@@ -141,103 +191,118 @@ def aten_slice(ctx, self, dim=0, start=None, end=None, step=1):
 def aten_select(ctx, self, dim, index):
     """select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)"""
     x = ctx.tensor(self)
-    dim %= x.rank
-    index %= x.shape[dim]
+    rank = ctx.torch_rank(x)
+    dim %= rank
+    index %= ctx.torch_shape(x)[dim]
+    if x.id in ctx.lifted:
+        return ctx.move(x, lambda t: t.select(dim, index))
     return ctx.reshape(_slice(ctx, x, dim, index, index + 1), _out(ctx))
-
-
-def gather_constant(ctx, x, index_fn):
-    """Any data movement with constant indices: apply `index_fn` to the flat
-    positions of x; a plain reshape when the order is unchanged, else a 1-D
-    FlexFlow gather over the flattened tensor."""
-    src = index_fn(torch.arange(math.prod(x.shape)).reshape(x.shape))
-    out_shape = tuple(src.shape) or (1,)
-    flat_src = src.reshape(-1)
-    if flat_src.numel() == math.prod(x.shape) and torch.equal(flat_src, torch.arange(flat_src.numel())):
-        return ctx.reshape(x, out_shape)
-    flat = ctx.reshape(x, (math.prod(x.shape),))
-    idx = ctx.constant(flat_src.to(torch.int32))
-    return ctx.reshape(ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), out_shape)
 
 
 @register(aten.index.Tensor)
 def aten_index(ctx, self, indices):
     """index.Tensor(Tensor self, Tensor?[] indices) -> Tensor   (constant indices only)"""
-    from ._common import unsupported
     if any(i is not None and not isinstance(i, Const) for i in indices):
         unsupported("indexing with indices computed from the inputs (FlexFlow has no dynamic gather "
                     "with broadcasting)")
     idx = [None if i is None else i.tensor for i in indices]
-    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.ops.aten.index.Tensor(t, idx))
+    return _move(ctx, self, lambda t: torch.ops.aten.index.Tensor(t, idx))
 
 
 @register(aten.gather.default)
 def aten_gather(ctx, self, dim, index, sparse_grad=False):
     """gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor"""
     if isinstance(index, Const):
-        return gather_constant(ctx, ctx.tensor(self), lambda t: torch.gather(t, dim, index.tensor))
-    x, i = ctx.tensor(self), ctx.tensor(index)
+        return _move(ctx, self, lambda t: torch.gather(t, dim, index.tensor))
+    x, i = to_float(ctx, ctx.tensor(self)), ctx.tensor(index)
     return ctx.emit("gather", {"input": x, "index": i}, {"dim": dim % x.rank})
 
 
 @register(aten.flip.default)
 def aten_flip(ctx, self, dims):
     """flip(Tensor self, int[] dims) -> Tensor   (constant gather; FlexFlow's reverse is unimplemented)"""
-    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.flip(t, dims))
+    return _move(ctx, self, lambda t: torch.flip(t, dims))
 
 
 @register(aten.roll.default)
 def aten_roll(ctx, self, shifts, dims=()):
     """roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor"""
-    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.roll(t, shifts, dims))
+    return _move(ctx, self, lambda t: torch.roll(t, shifts, dims))
 
 
 @register(aten.repeat.default)
 def aten_repeat(ctx, self, repeats):
     """repeat(Tensor self, SymInt[] repeats) -> Tensor"""
-    return gather_constant(ctx, ctx.tensor(self), lambda t: t.repeat(repeats))
+    return _move(ctx, self, lambda t: t.repeat(repeats))
 
 
 @register(aten.index_select.default)
 def aten_index_select(ctx, self, dim, index):
     """index_select(Tensor self, int dim, Tensor index) -> Tensor   (constant index only)"""
-    from ._common import unsupported
     if not isinstance(index, Const):
         unsupported("index_select with an index computed from the inputs")
-    return gather_constant(ctx, ctx.tensor(self), lambda t: torch.index_select(t, dim, index.tensor))
+    return _move(ctx, self, lambda t: torch.index_select(t, dim, index.tensor))
 
 
 @register(aten.constant_pad_nd.default)
 def aten_constant_pad_nd(ctx, self, pad, value=0):
     """constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor
 
-    A gather from the flattened input with one extra element holding `value`."""
-    x = ctx.tensor(self)
-    n = math.prod(x.shape)
-    src = torch.nn.functional.pad(torch.arange(n).reshape(x.shape), list(pad), value=n)
-    fill = ctx.constant(torch.full((1,), float(value)), float_=x.dtype == "DT_FLOAT") \
-        if x.dtype == "DT_FLOAT" else ctx.constant(torch.full((1,), int(value), dtype=torch.int32))
-    if fill.dtype != x.dtype:
-        from ..errors import UnsupportedByFlexFlowError
-        raise UnsupportedByFlexFlowError("padding an int64 tensor (no int64 constants in FlexFlow)")
-    flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (n,)), fill]}, {"axis": 0})
-    idx = ctx.constant(src.reshape(-1).to(torch.int32))
-    return ctx.reshape(ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), tuple(src.shape))
+    A per-sample gather from the input with one extra element per sample holding
+    `value`."""
+    x = to_float(ctx, ctx.tensor(self))
+    if x.id in ctx.lifted:
+        unsupported("padding a value that depends on no input")
+    B, per = x.shape[0], math.prod(x.shape[1:])
+    fill = ctx.constant(torch.full((B, 1), float(value)), float_=True)
+    padded = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, per)), fill]}, {"axis": 1})
+    src = torch.nn.functional.pad(torch.arange(per).reshape(x.shape[1:]).double(), list(pad), value=per).long()
+    idx = ctx.constant(src.reshape(1, -1).expand(B, -1).to(torch.int32))
+    return ctx.reshape(ctx.emit("gather", {"input": padded, "index": idx}, {"dim": 1}), _out(ctx))
 
 
 @register(fused_view_graph)
 def fused_view_graph_converter(ctx, inputs, steps):
-    """view_graph(Tensor[] inputs, steps) -> Tensor   (one constant gather over the concatenated inputs)"""
+    """view_graph(Tensor[] inputs, steps) -> Tensor
+
+    One per-sample gather: each sample's inputs (activations per sample, constants and
+    other values that depend on no input as one copy each) are concatenated into a row,
+    and the steps, applied to the positions of that row, give the gather index."""
     from ..fused_ops import view_graph
-    vals = [ctx.tensor(x) for x in inputs]
-    if len({v.dtype for v in vals}) > 1:
-        vals = [to_float(ctx, v) for v in vals]
-    if len(vals) == 1:
-        return gather_constant(ctx, vals[0], lambda t: view_graph([t], steps))
-    sizes = [math.prod(v.shape) for v in vals]
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    src = view_graph([torch.arange(n).reshape(v.shape) + off for v, n, off in zip(vals, sizes, offsets)], steps)
-    flat = ctx.emit("concat", {"tensors": [ctx.reshape(v, (n,)) for v, n in zip(vals, sizes)]}, {"axis": 0})
-    idx = ctx.constant(src.reshape(-1).to(torch.int32))
-    out = ctx.emit("gather", {"input": flat, "index": idx}, {"dim": 0})
-    return ctx.reshape(out, tuple(src.shape) or (1,))
+    B = ctx.batch_size
+    pieces, layout, total = [], [], 0
+    for x in inputs:
+        v = to_float(ctx, ctx.tensor(x))
+        shared = v.id in ctx.lifted
+        shape = ctx.torch_shape(v) if shared else v.shape
+        n = math.prod(shape) if shared else math.prod(shape[1:])
+        pieces.append(ctx.reshape(v, (B, n)))
+        layout.append((shared, shape, total, n))
+        total += n
+    # every element's position in its sample's row; sample b's own elements carry b * total
+    index_inputs, const_spans = [], []
+    for shared, shape, offset, n in layout:
+        if shared:
+            index_inputs.append(torch.arange(offset, offset + n).reshape(shape))
+            const_spans.append((offset, offset + n))
+        else:
+            own = torch.arange(offset, offset + n).unsqueeze(0) + torch.arange(B).unsqueeze(1) * total
+            index_inputs.append(own.reshape(shape))
+    src = view_graph(index_inputs, steps)
+    joined = pieces[0] if len(pieces) == 1 else ctx.emit("concat", {"tensors": pieces}, {"axis": 1})
+    if all(shared for shared, *_ in layout):      # depends on no input: the same row per sample
+        idx = ctx.constant(src.reshape(1, -1).expand(B, -1).to(torch.int32))
+        out = ctx.emit("gather", {"input": joined, "index": idx}, {"dim": 1})
+        return ctx.lift(ctx.reshape(out, lifted_shape(B, src.shape)), tuple(src.shape))
+    if src.dim() == 0 or src.shape[0] != B:
+        unsupported("a >4-D data movement whose result is not per sample")
+    rows = src.reshape(B, -1)
+    local = rows % total
+    owner = rows // total
+    shared = torch.zeros_like(local, dtype=torch.bool)
+    for a, b in const_spans:
+        shared |= (rows >= a) & (rows < b)
+    if not bool(((owner == torch.arange(B).unsqueeze(1)) | shared).all()):
+        unsupported("a >4-D data movement that mixes samples")
+    out = ctx.emit("gather", {"input": joined, "index": ctx.constant(local.to(torch.int32))}, {"dim": 1})
+    return ctx.reshape(out, tuple(src.shape))

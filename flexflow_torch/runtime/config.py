@@ -145,6 +145,12 @@ def init_flexflow_runtime(configs_dict=None, **kwargs):
     _state["initialized"] = True
 
 
+def ensure_runtime():
+    """Mark the embedded runtime initialised for library helpers (verify, tests) without
+    changing what a later FFConfig() reads."""
+    _state["initialized"] = True
+
+
 def _require_runtime():
     if not _state["initialized"]:
         raise RuntimeNotInitializedError(
@@ -191,6 +197,15 @@ class FFConfig:
         _require_runtime()
         self.enable_tracing = False
         self.parse_args()
+
+    @classmethod
+    def _from_flags(cls, argv):
+        """A configuration from `argv` alone (library helpers: never the process's own
+        command line, never the global runtime state)."""
+        config = cls.__new__(cls)
+        config.enable_tracing = False
+        config.handle = config._handle = parse_flexflow_args(list(argv))
+        return config
 
     def parse_args(self):
         self.handle = parse_flexflow_args(sys.argv[1:] + _state["extra_argv"])

@@ -230,7 +230,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             self._unpartition()
         self._raise_problems(Stage.COMPILE)
         problem = rules.final_layer_problem(self._graph)
-        if problem is not None:
+        if problem is not None and comp_mode == CompMode.TRAINING:
             raise problem.exception()
         rules.check_loss(loss_type.name, [m.name for m in metrics], final.op_type.name, out.meta)
         self._loss_type, self._metrics, self._comp_mode = loss_type, metrics, comp_mode

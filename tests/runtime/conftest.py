@@ -2,7 +2,10 @@
 
 The tests import `flexflow_torch.runtime` directly, so they test the embedded runtime
 even where real FlexFlow is installed; `flexflow_torch.core` (the backend switch) is
-covered by test_config.py and test_conformance.py."""
+covered by test_config.py and test_conformance.py.
+
+Every test runs with FLEXFLOW_TORCH_SEMANTICS=flexflow (FlexFlow's kernels) unless it
+asks for the `mode` fixture, which runs it once per mode ("flexflow", "exact")."""
 
 import sys
 
@@ -12,7 +15,7 @@ import torch
 
 from flexflow_torch.runtime import FFConfig, FFModel, init_flexflow_runtime
 from flexflow_torch.runtime import config as ff_config
-from .rt_helpers import BATCH
+from .rt_helpers import BATCH, MODES
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,6 +27,19 @@ def _runtime():
     torch.set_num_threads(1)
     init_flexflow_runtime()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _flexflow_semantics(monkeypatch):
+    """FlexFlow's kernels by default, whatever the calling environment says."""
+    monkeypatch.setenv("FLEXFLOW_TORCH_SEMANTICS", "flexflow")
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    """Run the test once per semantics mode; FFModels created afterwards use it."""
+    monkeypatch.setenv("FLEXFLOW_TORCH_SEMANTICS", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -44,13 +60,13 @@ def argv(monkeypatch):
 
 
 @pytest.fixture
-def ffmodel(argv):
-    """A fresh FFModel with batch size BATCH."""
+def ffmodel(request, argv):
+    """A fresh FFModel with batch size BATCH (in the test's `mode`, if it has one)."""
+    if "mode" in request.fixturenames:
+        request.getfixturevalue("mode")
     return FFModel(FFConfig())
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
-
-

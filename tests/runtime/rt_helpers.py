@@ -1,18 +1,32 @@
 """Helpers for the embedded-runtime tests.
 
-`align` runs one FlexFlow model the way FlexFlow's tests/align suite does (compile
-with LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE, one forward/zero_gradients/backward on a
-random float label) and the same computation in PyTorch with
-`nn.MSELoss(reduction="mean")`, then compares outputs, input gradients and weight
-gradients with float32 `assert_close` defaults.
+`align` checks one operator (or a small graph) the way FlexFlow's tests/align suite
+does -- compile with LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE, then one forward,
+zero_gradients, backward on a random float label -- against a reference written in
+the test:
+
+* every float input x is fed through an `identity` (FlexFlow never writes the gradient
+  of a graph input; identity's backward accumulates exactly), so the gradient the
+  operator writes into its input is read from the identity's output;
+* the reference forward is a PyTorch function of the inputs; the reference gradients
+  are either PyTorch autograd of it (exact mode, and flexflow mode for kernels FlexFlow
+  computes exactly) or `vjp(out_grad, *inputs)`, FlexFlow's backward formula written
+  out in the test;
+* the output gradient must be MSE-avg's 2 (y - label) / numel, and every comparison
+  uses torch.testing.assert_close defaults.
 """
 
 import numpy as np
 import torch
 
-from flexflow_torch.runtime import (LossType, MetricsType, ParameterSyncType, SGDOptimizer)
+from flexflow_torch.runtime import (DataType, LossType, MetricsType, ParameterSyncType,
+                                    SGDOptimizer)
 
 BATCH = 4
+MODES = ("flexflow", "exact")
+PS = ParameterSyncType.PS
+NUMPY_TO_DT = {np.dtype("float32"): DataType.DT_FLOAT, np.dtype("int32"): DataType.DT_INT32,
+               np.dtype("int64"): DataType.DT_INT64}
 
 
 def randn(rng, *shape):
@@ -27,7 +41,7 @@ def compile_mse(ffmodel, optimizer=None):
 
 def feed(ffmodel, tensor, array):
     """float32/int32 through set_tensor, int64 through a data loader (FlexFlow's
-    set_tensor rejects int64)."""
+    set_tensor rejects int64). Call after init_layers(), which zero-fills inputs."""
     if array.dtype == np.int64:
         loader = ffmodel.create_data_loader(tensor, array)
         loader.next_batch(ffmodel)
@@ -39,59 +53,102 @@ def layer_types(ffmodel):
     return [type(op).__name__ for op in ffmodel.get_layers().values()]
 
 
-class AlignResult:
-    def __init__(self, ff_out, torch_out, torch_inputs, label):
-        self.ff_out, self.torch_out = ff_out, torch_out
-        self.torch_inputs, self.label = torch_inputs, label
+def grad(tensor, ffmodel):
+    return torch.from_numpy(tensor.get_gradients(ffmodel, PS))
 
 
-def align(ffmodel, feeds, out, torch_fn, layers, params=(), seed=0, check_inputs=True):
-    """Run FlexFlow and PyTorch on the same data and compare everything.
+def value(tensor, ffmodel):
+    return torch.from_numpy(tensor.get_tensor(ffmodel))
 
-    feeds:  [(ff input tensor, numpy array)]; float arrays also get an input-gradient check.
-    out:    the FlexFlow output tensor (the model's last operator).
-    torch_fn(*torch_inputs) -> torch output, using the torch parameters in `params`.
-    layers: the expected Op wrapper class names of ffmodel.get_layers(), in order.
-    params: [(ff Parameter, torch nn.Parameter)]: weights copied FlexFlow <- PyTorch,
-            gradients compared.
-    """
-    assert layer_types(ffmodel) == layers
-    compile_mse(ffmodel)
-    for ff_param, t_param in params:
-        ff_param.set_weights(ffmodel, np.ascontiguousarray(t_param.detach().numpy(),
-                                                           dtype=np.float32))
+
+def mse_grad(y, label):
+    """What FlexFlow's MSE-avg loss writes into the final output
+    (loss_functions.cu: logit - label, scaled by 2 / volume)."""
+    return 2.0 * (y - label) / y.numel()
+
+
+def step(ffmodel, feeds, label):
+    """init_layers, then feed (inputs and label), forward, zero_gradients, backward."""
+    ffmodel.init_layers()
     for tensor, array in feeds:
         feed(ffmodel, tensor, array)
-    label = np.random.default_rng(seed + 99).standard_normal(out.dims).astype(np.float32)
-    ffmodel.label_tensor.set_tensor(ffmodel, label)
-    ffmodel.init_layers()
+    ffmodel.label_tensor.set_tensor(ffmodel, np.ascontiguousarray(label))
     ffmodel.forward()
     ffmodel.zero_gradients()
     ffmodel.backward()
 
-    t_inputs = []
-    for _, array in feeds:
-        t = torch.from_numpy(array.copy())
+
+def set_params(ffmodel, params):
+    """params: [(layer name, parameter index, torch tensor)] copied into FlexFlow."""
+    for name, index, t in params:
+        ffmodel.get_layer_by_name(name).get_parameter_by_id(index).set_weights(
+            ffmodel, np.ascontiguousarray(t.detach().numpy(), dtype=np.float32))
+
+
+def param_grads(ffmodel, params):
+    return [grad(ffmodel.get_layer_by_name(name).get_parameter_by_id(index), ffmodel)
+            for name, index, _ in params]
+
+
+def expected(arrays, forward, label, params=(), vjp=None):
+    """The reference: (output, output gradient, [input grads] + [param grads]).
+    Input gradients are listed for float inputs only."""
+    inputs = [torch.from_numpy(a.copy()) for a in arrays]
+    for t in inputs:
         if t.is_floating_point():
             t.requires_grad_(True)
-        t_inputs.append(t)
-    t_out = torch_fn(*t_inputs)
-    loss = torch.nn.MSELoss(reduction="mean")(t_out, torch.from_numpy(label))
-    loss.backward()
+    y = forward(*inputs)
+    g = mse_grad(y.detach(), torch.from_numpy(label))
+    if vjp is not None:
+        grads = list(vjp(g, *[t.detach() for t in inputs]))
+    else:
+        leaves = [t for t in inputs if t.requires_grad] + [p for _, _, p in params]
+        grads = torch.autograd.grad(y, leaves, g, allow_unused=True)
+        grads = [torch.zeros_like(leaf) if d is None else d for leaf, d in zip(leaves, grads)]
+    return y.detach(), g, grads
 
-    ff_out = out.get_tensor(ffmodel)
-    assert ff_out.shape == tuple(t_out.shape)
-    torch.testing.assert_close(torch.from_numpy(ff_out), t_out.detach())
-    torch.testing.assert_close(torch.from_numpy(out.get_gradients(ffmodel, ParameterSyncType.PS)),
-                               2.0 * (t_out.detach() - torch.from_numpy(label)) / label.size)
-    if check_inputs:
-        for (tensor, _), t in zip(feeds, t_inputs):
-            if t.is_floating_point():
-                torch.testing.assert_close(
-                    torch.from_numpy(tensor.get_gradients(ffmodel, ParameterSyncType.PS)),
-                    t.grad)
-    for ff_param, t_param in params:
-        torch.testing.assert_close(
-            torch.from_numpy(ff_param.get_gradients(ffmodel, ParameterSyncType.PS)),
-            t_param.grad)
-    return AlignResult(ff_out, t_out, t_inputs, label)
+
+class Aligned:
+    def __init__(self, out, out_grad, grads, ref_out, ref_out_grad, ref_grads, label):
+        self.out, self.out_grad, self.grads = out, out_grad, grads
+        self.ref_out, self.ref_out_grad, self.ref_grads = ref_out, ref_out_grad, ref_grads
+        self.label = label
+
+
+def align(ffmodel, arrays, build, forward, vjp=None, params=(), layers=None, seed=0, check=None):
+    """Build `build(ffmodel, *tensors)` on `arrays` (float ones behind an identity),
+    run one training step and compare with the reference (see `expected`).
+
+    params: [(layer name, parameter index, torch nn.Parameter)]: FlexFlow's weights are
+            set from them and their gradients compared.
+    layers: the expected Op wrapper names of the layers after the identities.
+    check:  per gradient (inputs, then params), whether to compare it (default: all);
+            only for gradients FlexFlow leaves undetermined."""
+    tensors, probes, feeds = [], [], []
+    for a in arrays:
+        t = ffmodel.create_tensor(a.shape, NUMPY_TO_DT[a.dtype])
+        feeds.append((t, a))
+        if a.dtype == np.float32:
+            t = ffmodel.identity(t)
+            probes.append(t)
+        tensors.append(t)
+    out = build(ffmodel, *tensors)
+    if layers is not None:
+        assert layer_types(ffmodel)[len(probes):] == layers
+    compile_mse(ffmodel)
+    set_params(ffmodel, params)
+    label = np.random.default_rng(seed + 99).standard_normal(out.dims).astype(np.float32)
+    step(ffmodel, feeds, label)
+
+    ref_out, ref_out_grad, ref_grads = expected(arrays, forward, label, params, vjp)
+    result = Aligned(value(out, ffmodel), grad(out, ffmodel),
+                     [grad(p, ffmodel) for p in probes] + param_grads(ffmodel, params),
+                     ref_out, ref_out_grad, ref_grads, label)
+    assert tuple(result.out.shape) == tuple(ref_out.shape) == out.dims
+    torch.testing.assert_close(result.out, ref_out)
+    torch.testing.assert_close(result.out_grad, ref_out_grad)
+    assert len(result.grads) == len(ref_grads)
+    for k, (got, want) in enumerate(zip(result.grads, ref_grads)):
+        if check is None or check[k]:
+            torch.testing.assert_close(got, want)
+    return result

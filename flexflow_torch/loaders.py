@@ -1,0 +1,84 @@
+"""Data loaders for converted programs, on either backend.
+
+FlexFlow's `init_layers()` zero-fills every input tensor, constants included
+(src/ops/noop.cc NoOp::init:183-240), and `fit`/`eval` only call `reset()` and
+`next_batch(ffmodel)` on each loader and read `num_samples` of the label loader
+(python/flexflow/core/flexflow_cffi.py fit:4377-4420). So a converted program's
+constants travel with its first input loader: they are written at every `reset()`,
+which comes after `init_layers()` in FlexFlow's own loops."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from .errors import DataLoaderError, DTypeError, ModelStateError
+
+NUMPY_OF = {"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64}
+
+
+#: id(ffmodel) -> the replay of a converted program onto it (see pytorch_model.Replay)
+_REPLAYS = {}
+
+
+def register_replay(ffmodel, replay):
+    _REPLAYS[id(ffmodel)] = replay
+    try:        # the embedded runtime's FFModel can be weakly referenced; real FlexFlow's cannot
+        weakref.finalize(ffmodel, _REPLAYS.pop, id(ffmodel), None)
+    except TypeError:
+        replay.ffmodel = ffmodel          # keep the id valid as long as the entry lives
+
+
+def replay_of(ffmodel):
+    if id(ffmodel) not in _REPLAYS:
+        raise ModelStateError("add a converted model to this FFModel first (PyTorchModel.torch_to_ff "
+                              "or file_to_ff)")
+    return _REPLAYS[id(ffmodel)]
+
+
+def write_constants(ffmodel, constants):
+    """Write (tensor, array) pairs with `set_tensor` (call after init_layers)."""
+    for tensor, array in constants:
+        tensor.set_tensor(ffmodel, array)
+
+
+def as_input_array(array, dtype: str, name: str) -> np.ndarray:
+    """`array` in the C-contiguous NumPy dtype FlexFlow's loader needs for `dtype`."""
+    array = np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array)
+    want = NUMPY_OF[dtype]
+    if array.dtype != want:
+        if np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating):
+            raise DTypeError(f"input {name!r} takes integers ({dtype}), got a {array.dtype} array")
+        if want is np.int32 and array.size and (array.max() > 2**31 - 1 or array.min() < -2**31):
+            raise DTypeError(f"input {name!r}: values do not fit in int32")
+        array = array.astype(want)
+    return np.ascontiguousarray(array)
+
+
+class InputLoader:
+    """A FlexFlow data loader that also writes the program's constants at `reset()`."""
+
+    def __init__(self, loader, ffmodel, constants):
+        self.loader, self.ffmodel, self.constants = loader, ffmodel, list(constants)
+
+    @property
+    def num_samples(self):
+        return self.loader.num_samples
+
+    @num_samples.setter
+    def num_samples(self, value):
+        self.loader.num_samples = value
+
+    def reset(self):
+        self.loader.reset()
+        write_constants(self.ffmodel, self.constants)
+
+    def next_batch(self, ffmodel):
+        self.loader.next_batch(ffmodel)
+
+
+def check_samples(arrays, names):
+    counts = {n: len(a) for n, a in zip(names, arrays)}
+    if len(set(counts.values())) > 1:
+        raise DataLoaderError(f"every input needs as many samples: {counts}")
