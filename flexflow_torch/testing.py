@@ -73,7 +73,7 @@ def sgd_steps_ff(ptm: PyTorchModel, inputs, labels, lr, steps, degree=1):
             loader.next_batch(ffmodel)
         ffmodel.forward()
         probs = head.probs.get_tensor(ffmodel)[:rows]
-        losses.append(head.loss(probs, np.asarray(labels)[:rows]) * rows / B)
+        losses.append(head.loss(probs, np.asarray(labels)[:rows]))
         ffmodel.zero_gradients()
         ffmodel.backward()
         ffmodel.update()

@@ -30,6 +30,15 @@ def bert():
                                                seq_length=7)
 
 
+def bert_mlm():
+    c = tf.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                      max_position_embeddings=64)
+    torch.manual_seed(0)
+    return _perturb(tf.BertForMaskedLM(c), 12), dict(input_names=["input_ids", "attention_mask"], batch_size=2,
+                                                     seq_length=7)
+
+
 def gpt2():
     c = tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, resid_pdrop=0.0,
                       embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
