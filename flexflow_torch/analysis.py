@@ -138,47 +138,40 @@ def count_ops(prepared):
     return counts
 
 
-def lint(prepared, program, plan, model=None) -> List[LintItem]:
+def _items(problems, kind_of=None):
     items = []
-    ops = program.ops
-    consumers = {}
-    for op in ops:
-        for v in _value_ids(op.args):
-            consumers[v] = consumers.get(v, 0) + 1
-    softmaxes = [op for op in ops if op.method == "softmax"]
-    if softmaxes:
-        items.append(LintItem("softmax-gradient",
-            f"{len(softmaxes)} internal softmax(es) (attention): real FlexFlow's softmax backward is an "
-            "identity copy, so training through them is wrong on real FlexFlow; the embedded runtime "
-            "computes the true gradient. Only a final softmax feeding a CE loss trains correctly there."))
+    for p in problems:
+        if p.stage is not None:
+            kind = "single-gpu" if p.parallel else "rejected"
+            items.append(LintItem(kind, f"{p.message} [{p.source}] (FlexFlow fails at {p.stage})"))
+        else:
+            items.append(LintItem("gradient", f"{p.message} [{p.source}]"))
+    return items
+
+
+def lint(prepared, program, plan, model=None) -> List[LintItem]:
+    """FlexFlow's rules on a converted program (there should be nothing to report but
+    notes), plus what the conversion changed about the model."""
+    from .semantics.lint import layers_of_program, lint as semantic_lint
+    items = _items(semantic_lint(layers_of_program(program)))
+    for reason in program.single_gpu:
+        items.append(LintItem("single-gpu", f"{reason}: runs on one GPU only"))
     for name, vid in zip(program.output_names, program.outputs):
         v = program.values[vid]
-        if v.rank > 2:
-            items.append(LintItem("sparse-ce-rank",
-                f"output {name!r} is {v.rank}-D {v.shape}: real FlexFlow's sparse CE backward is only right "
-                "for 2-D outputs (it treats all non-batch axes as classes); the embedded runtime is per position"))
-    overwrite = [op for op in ops if op.method in ("pow", "rsqrt", "gelu")
-                 and any(consumers.get(v, 0) > 1 for v in _value_ids(op.args))]
-    if overwrite:
-        items.append(LintItem("gradient-overwrite",
-            f"{len(overwrite)} pow/rsqrt/gelu op(s) read a tensor that has other consumers: real FlexFlow's "
-            "backward of these ops overwrites the input gradient instead of accumulating (as read)"))
+        if v.rank > 2 and v.dtype == "DT_FLOAT":
+            items.append(LintItem("loss", f"output {name!r} is {v.rank}-D {v.shape}: FlexFlow's sparse CE "
+                                  "takes axis 0 as the samples; train it with flexflow_torch.CrossEntropyHead"))
     tables = [p for p in prepared.params.values() if plan.kind(p) == "table" and p.node.users]
     tied = sorted({p.fqn for p in tables if len(p.node.users) > 1} | set(prepared.ties))
     as_tensor = sorted(p.fqn for p in tables if p.fqn not in tied)
     if tied:
         items.append(LintItem("tied-weights",
             f"tied/shared parameters ({', '.join(tied)}): FlexFlow cannot share a parameter between layers "
-            "(shared_op is ignored), so each is ONE embedding layer; its lookups (and, for a tied LM head or "
-            "a shared Linear, an arange lookup giving a (batch, rows, dim) copy of the table fed to "
-            "batch_matmul) are concatenated into one call, so every use trains the same FlexFlow parameter"))
+            "(shared_op is ignored), so each is ONE embedding layer read per sample by every use"))
     if as_tensor:
         items.append(LintItem("parameter-as-tensor",
-            f"parameters used as plain tensors ({', '.join(as_tensor)}) are held as embedding tables "
-            "looked up with constant arange ids (FlexFlow has no trainable free tensor)"))
-    if any(op.method == "pow" and op.args.get("exponent") == 3.0 for op in ops):
-        items.append(LintItem("gelu-approx", "tanh-approximated GELU (gelu_new) is composed from pow/tanh/scalar "
-                                             "ops; FlexFlow's own gelu is the exact erf form"))
+            f"parameters used as plain tensors ({', '.join(as_tensor)}) are embedding tables read once per "
+            "sample (FlexFlow has no trainable free tensor)"))
     targets = {n.target for n in prepared.graph.nodes if n.op == "call_function"}
     aten = torch.ops.aten
     if aten._native_batch_norm_legit_no_training.default in targets:
@@ -189,43 +182,30 @@ def lint(prepared, program, plan, model=None) -> List[LintItem]:
            and not n.meta["val"].dtype.is_floating_point for n in prepared.graph.nodes):
         items.append(LintItem("bool-cast", "casts to bool/integer are kept as values (FlexFlow has no comparison "
                                            "or down-cast): masks must hold 0/1"))
-    divisions = [n for n in prepared.graph.nodes if n.op == "call_function" and n not in prepared.folded
-                 and n.target is aten.div.Tensor and isinstance(n.args[1], torch.fx.Node)
-                 and n.args[1] not in prepared.folded]
-    if divisions:
-        items.append(LintItem("divide", f"{len(divisions)} tensor division(s) are a * pow(b, -1): FlexFlow's divide "
-                                        "aborts in its CUDA set-up"))
     if prepared.fusions.get("high_rank_views"):
         items.append(LintItem("rank", f"{prepared.fusions['high_rank_views']} view/expand chain(s) through >4-D "
-                                      "tensors (FlexFlow's limit) became one constant gather each"))
-    if model is not None and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
-        items.append(LintItem("dropout", "the model has dropout, captured in eval mode, so the converted graph has "
-                                         "none; add ffmodel.dropout yourself if you need it (FlexFlow's dropout "
-                                         "has no train/eval switch: it also drops during eval())"))
-    if any(op.method == "embedding" and op.kind == "op" for op in ops):
-        pads = [m for m in (model.modules() if model is not None else []) if isinstance(m, torch.nn.Embedding)
-                and m.padding_idx is not None]
-        if pads:
-            items.append(LintItem("padding-idx", "embedding padding_idx is not honoured by FlexFlow in training: "
-                                                 "the padding row receives gradients"))
-    if any(op.kind == "constant" and program.values[op.outputs[0]].shape[0] != program.batch_size for op in ops):
-        items.append(LintItem("constant-batch-dim", "some constants do not have the batch size as dim 0: with "
-                                                    "data parallelism over several GPUs FlexFlow partitions dim 0 "
-                                                    "of every created tensor"))
+                                      "tensors (FlexFlow's limit) became one gather each"))
+    has_dropout = model is not None and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    if has_dropout and not prepared.training:
+        items.append(LintItem("dropout", "the model has dropout but was converted in eval mode, so the program "
+                                         "has none; convert with model.train() (or training=True) to train with "
+                                         "FlexFlow dropout (which also drops during eval())"))
+    if model is not None and any(isinstance(m, torch.nn.Embedding) and m.padding_idx is not None
+                                 for m in model.modules()):
+        items.append(LintItem("padding-idx", "embedding padding_idx is not honoured by FlexFlow in training: "
+                                             "the padding row receives gradients"))
     return items
 
 
-def _value_ids(args):
-    out = []
-
-    def walk(v):
-        if isinstance(v, dict) and "$v" in v:
-            out.append(v["$v"])
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-    walk(args)
-    return out
+def lint_ffmodel(ffmodel) -> List[LintItem]:
+    """FlexFlow's rules on a model written with FlexFlow's API (embedded runtime)."""
+    from .semantics import lint as semantic
+    layers = [semantic.Layer(l.spec.method, l.describe(), [id(h) for h in l.inputs], [id(h) for h in l.outputs],
+                             l.problems) for l in ffmodel._graph]
+    final = None
+    if ffmodel._graph:
+        last = ffmodel._final_layer()
+        final = layers[ffmodel._graph.index(last)]
+    loss = ffmodel._loss_type.name if ffmodel._loss_type is not None else None
+    output = ffmodel._final_output_handle().meta if ffmodel._graph and ffmodel._loss_type is not None else None
+    return _items(semantic.lint(layers, final, loss, output))

@@ -45,6 +45,13 @@ def matmul(ctx, a, b):
     out_shape = ctx.out_shape
     if len(sx) == 1 or len(sy) == 1 or (x.id in ctx.lifted and y.id in ctx.lifted):
         raise ConversionError(f"matmul of {sx} and {sy}: only products with a batched operand of rank >= 2")
+    if len(sx) == 2 and x.id not in ctx.lifted and y.id in ctx.lifted:
+        # rows of a (batch, K) activation times a matrix that depends on no input: per sample
+        # a (1, K) @ (K, N) product
+        B, K = sx
+        w = ctx.reshape(to_float(ctx, y), (B,) + tuple(sy))
+        out = ctx.emit("batch_matmul", {"A": ctx.reshape(to_float(ctx, x), (B, 1, K)), "B": w})
+        return ctx.reshape(out, out_shape)
     rank = max(len(sx), len(sy))
     x, y = (ctx.as_torch_rank(to_float(ctx, v), rank) for v in (x, y))
     x, y = (v if v.rank == rank else ctx.reshape(v, (1,) * (rank - v.rank) + v.shape) for v in (x, y))

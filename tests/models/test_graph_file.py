@@ -6,26 +6,25 @@ import torch
 
 import flexflow_torch
 from flexflow_torch import PyTorchModel
-from flexflow_torch.runtime import (DataType, FFConfig, FFModel, LossType, MetricsType, SGDOptimizer,
-                                    init_flexflow_runtime)
+from flexflow_torch.runtime import CompMode, LossType, MetricsType, SGDOptimizer
 from flexflow_torch.testing import run_ff
+from flexflow_torch.verify import embedded_model
 
 from tiny_models import t5
 
 
 def _run_from_file(path, inputs):
-    init_flexflow_runtime({"batch_size": 2})
-    ffmodel = FFModel(FFConfig())
-    dtypes = {torch.int64: DataType.DT_INT64, torch.float32: DataType.DT_FLOAT}
-    tensors = [ffmodel.create_tensor(list(x.shape), dtypes[x.dtype]) for x in inputs.values()]
-    outputs = PyTorchModel.file_to_ff(path, ffmodel, tensors)
+    """The documented flow without the PyTorch model: file_to_ff creates the input
+    tensors; create_data_loaders feeds them and writes the program's constants."""
+    ffmodel = embedded_model(batch_size=2)
+    outputs = flexflow_torch.file_to_ff(path, ffmodel)
     ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.01), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
-    for t, x in zip(tensors, inputs.values()):
-        loader = ffmodel.create_data_loader(t, x.numpy())
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
+    loaders = flexflow_torch.create_data_loaders(ffmodel, dict(inputs))
+    ffmodel.init_layers()
+    for loader in loaders:
         loader.reset()
         loader.next_batch(ffmodel)
-    ffmodel.init_layers()
     ffmodel.forward()
     return [o.get_tensor(ffmodel) for o in outputs]
 

@@ -19,8 +19,9 @@ def test_t5_buckets_folded_bias_lookup_stays_trainable():
         ids = program.values[op.args["input"]["$v"]]
         assert ids.dtype == "DT_INT32"
         assert ids.id in program.constants                   # bucket indices folded to an int constant
+        assert ids.shape[0] == kwargs["batch_size"]          # one copy per sample (data parallelism)
     # nothing of the bucket arithmetic (abs, log, where, min...) reached FlexFlow
-    assert not set(program.ff_ops()) & {"exp", "min", "max", "divide"}
+    assert not set(program.ff_ops()) & {"min", "max", "divide"}
     assert ptm.prepared.fusions["rms_norm"] == 12
 
 
@@ -63,5 +64,5 @@ def test_unsupported_report_hints_at_position_ids():
     report = flexflow_torch.analyze(model, is_hf_model=True, **kwargs)
     # the cumsum itself converts (a float matmul), but float ids cannot feed the position embedding
     assert [u.target for u in report.unsupported] == ["aten::embedding"]
-    assert "int32/int64" in report.unsupported[0].reason
+    assert "compute them on the host" in report.unsupported[0].reason
     assert "position_ids" in str(report) and "model.decoder.embed_positions" in str(report)

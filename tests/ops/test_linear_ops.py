@@ -34,7 +34,7 @@ def test_matmul_batched_and_broadcast():
 
 
 def test_bmm_and_mm():
-    fn = Lambda(lambda a, b: torch.bmm(a, b).reshape(2, -1) @ torch.ones(12, 2) * 0.5)
+    fn = Lambda(lambda a, b: torch.bmm(a, b).reshape(2, -1) @ (torch.arange(24.0).reshape(12, 2) / 24))
     check_module(fn, (_x(2, 3, 4), _x(2, 4, 4, seed=1)), expect_ops=["batch_matmul"])
 
 

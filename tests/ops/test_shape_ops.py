@@ -8,8 +8,8 @@ from flexflow_torch.testing import check_module
 from test_elementwise_ops import Lambda, _x
 
 CASES = [
-    ("view_permute", lambda x: x.view(2, 3, 2, 2).permute(0, 2, 3, 1) * 1.5, ["reshape", "transpose"]),
-    ("transpose", lambda x: x.transpose(1, 2) + 1, ["transpose"]),
+    ("view_permute", lambda x: x.view(2, 3, 2, 2).permute(0, 2, 3, 1) * 1.5, ["reshape", "gather"]),
+    ("transpose", lambda x: x.transpose(1, 2) + 1, ["gather"]),
     ("unsqueeze_squeeze", lambda x: x.unsqueeze(1).squeeze(1) * x, ["multiply"]),
     ("flatten", lambda x: torch.flatten(x, 1) * 2, ["reshape"]),
     ("expand", lambda x: x[:, :1, :].expand(2, 3, 4) * x, ["split", "add", "multiply"]),
