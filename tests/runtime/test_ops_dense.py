@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flexflow_torch.runtime import ActiMode, AggrMode, DataType, PoolType
+from flexflow_torch.runtime import ActiMode, AggrMode, PoolType
 from .rt_helpers import BATCH, align, randn
 
 ACTS = {ActiMode.AC_MODE_NONE: lambda t: t, ActiMode.AC_MODE_RELU: torch.relu,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from flexflow_torch.errors import UnsupportedByFlexFlowError
 from flexflow_torch.runtime import DataType
-from .rt_helpers import BATCH, align, compile_mse, randn, set_params, step, value
+from .rt_helpers import BATCH, align, compile_mse, randn, set_params, value
 
 
 def _summed(n):
