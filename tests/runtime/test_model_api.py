@@ -53,14 +53,15 @@ def test_gradients_accumulate_without_zero_gradients(ffmodel, rng):
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
     ffmodel.dense(x, 2, name="fc")
     compile_mse(ffmodel)
+    ffmodel.init_layers()
     x.set_tensor(ffmodel, randn(rng, BATCH, 3))
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 2))
-    ffmodel.init_layers()
     weight = ffmodel.get_layer_by_name("fc").get_weight_tensor()
     ffmodel.forward()
     ffmodel.zero_gradients()
     ffmodel.backward()
     once = weight.get_gradients(ffmodel, ParameterSyncType.PS)
+    assert np.abs(once).min() > 0
     ffmodel.forward()
     ffmodel.backward()
     torch.testing.assert_close(torch.from_numpy(weight.get_gradients(ffmodel, ParameterSyncType.PS)),
@@ -77,36 +78,68 @@ def test_model_output_accessors(ffmodel, rng):
     h = ffmodel.scalar_multiply(x, 2.0, inplace=False)
     out = ffmodel.exp(h)
     compile_mse(ffmodel)
+    ffmodel.init_layers()
     x_np = randn(rng, BATCH, 3)
     x.set_tensor(ffmodel, x_np)
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
-    ffmodel.init_layers()
     ffmodel.forward()
     # FlexFlow returns the final operator's output whichever tensor it is called on.
     np.testing.assert_array_equal(h.get_model_output_tensor(ffmodel), out.get_tensor(ffmodel))
     np.testing.assert_allclose(out.get_tensor(ffmodel), np.exp(2 * x_np), rtol=1.3e-6)
 
 
-def test_create_constant(ffmodel, rng):
+def test_init_layers_zero_fills_inputs_label_and_constants(ffmodel, rng):
+    """NoOp::init fills every INPUT tensor -- inputs, constants, the label -- with zeros
+    (noop.cc:183-240): values written before init_layers() are gone."""
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
     c = ffmodel.create_constant((BATCH, 3), 0.5, DataType.DT_FLOAT)
-    out = ffmodel.multiply(x, c)
+    out = ffmodel.add(x, c)
     compile_mse(ffmodel)
+    x.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.init_layers()
+    zeros = np.zeros((BATCH, 3), np.float32)
+    for t in (x, c, ffmodel.label_tensor):
+        np.testing.assert_array_equal(t.get_tensor(ffmodel), zeros)
+    ffmodel.forward()
+    np.testing.assert_array_equal(out.get_tensor(ffmodel), zeros)
+
+
+def test_create_constant_holds_zeros(ffmodel, mode, rng):
+    """create_constant's value never reaches the tensor (model.cc:3130-3141), in either
+    mode; it gets no gradient."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    c = ffmodel.create_constant((BATCH, 3), 0.5, DataType.DT_FLOAT)
+    out = ffmodel.add(ffmodel.multiply(x, c), x)
+    compile_mse(ffmodel)
+    ffmodel.init_layers()
     x_np = randn(rng, BATCH, 3)
     x.set_tensor(ffmodel, x_np)
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
-    ffmodel.init_layers()
     ffmodel.forward()
     ffmodel.zero_gradients()
     ffmodel.backward()
-    torch.testing.assert_close(torch.from_numpy(out.get_tensor(ffmodel)),
-                               torch.from_numpy(x_np * 0.5))
+    np.testing.assert_array_equal(out.get_tensor(ffmodel), x_np)
     np.testing.assert_array_equal(c.get_gradients(ffmodel, ParameterSyncType.PS),
                                   np.zeros((BATCH, 3), np.float32))
 
 
-def test_attr_tensors_loaded_at_compile(ffmodel, rng):
-    """FlexFlow's compile() calls set_tensor for every pending ffmodel.attr_tensors entry."""
+def test_constant_can_be_set_after_init_layers(ffmodel, rng):
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    c = ffmodel.create_constant((BATCH, 3), 0.5, DataType.DT_FLOAT)
+    out = ffmodel.multiply(x, c)
+    compile_mse(ffmodel)
+    ffmodel.init_layers()
+    x_np = randn(rng, BATCH, 3)
+    x.set_tensor(ffmodel, x_np)
+    c.set_tensor(ffmodel, np.full((BATCH, 3), 0.5, np.float32))
+    ffmodel.forward()
+    torch.testing.assert_close(torch.from_numpy(out.get_tensor(ffmodel)), torch.from_numpy(x_np * 0.5))
+
+
+def test_attr_tensors_set_at_compile_then_zeroed(ffmodel, rng):
+    """FlexFlow's compile() calls set_tensor for every pending ffmodel.attr_tensors entry;
+    init_layers() then zero-fills them like every input."""
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
     attr = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT, False)
     out = ffmodel.add(x, attr)
@@ -114,13 +147,26 @@ def test_attr_tensors_loaded_at_compile(ffmodel, rng):
     ffmodel.attr_tensors[attr] = attr_np
     compile_mse(ffmodel)
     np.testing.assert_array_equal(attr.get_tensor(ffmodel), attr_np)
+    ffmodel.init_layers()
+    np.testing.assert_array_equal(attr.get_tensor(ffmodel), np.zeros_like(attr_np))
     x_np = randn(rng, BATCH, 3)
     x.set_tensor(ffmodel, x_np)
-    ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
-    ffmodel.init_layers()
     ffmodel.forward()
-    torch.testing.assert_close(torch.from_numpy(out.get_tensor(ffmodel)),
-                               torch.from_numpy(x_np + attr_np))
+    np.testing.assert_array_equal(out.get_tensor(ffmodel), x_np)
+
+
+def test_loader_created_before_init_layers_refills(ffmodel, rng):
+    """A loader's constructor loads the first batch, which init_layers() zeroes; the
+    next_batch() before each forward (fit does it) loads it again."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    ffmodel.relu(x)
+    compile_mse(ffmodel)
+    data = randn(rng, 2 * BATCH, 3)
+    loader = ffmodel.create_data_loader(x, data)
+    ffmodel.init_layers()
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), np.zeros((BATCH, 3), np.float32))
+    loader.next_batch(ffmodel)
+    np.testing.assert_array_equal(x.get_tensor(ffmodel), data[:BATCH])
 
 
 def test_weights_roundtrip_and_label_tensor(ffmodel, rng):
@@ -144,10 +190,10 @@ def test_inline_map_and_attach(ffmodel, rng):
     out = ffmodel.relu(x)
     compile_mse(ffmodel)
     ffconfig = FFConfig()
+    ffmodel.init_layers()
     x_np = randn(rng, BATCH, 3)
     x.attach_numpy_array(ffmodel, ffconfig, x_np)
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
-    ffmodel.init_layers()
     ffmodel.forward()
     out.inline_map(ffmodel, ffconfig)
     assert out.is_mapped()
@@ -194,14 +240,15 @@ def test_loader_trailing_shape_only_counts_values(ffmodel, rng):
 def test_inplace_flag_ignored_for_relu_gelu(ffmodel, rng, name):
     """relu/gelu accept inplace=True (their default) but FlexFlow ignores it."""
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
-    getattr(ffmodel, name)(x, inplace=True)
+    t = ffmodel.identity(x)
+    getattr(ffmodel, name)(t, inplace=True)
     compile_mse(ffmodel)
+    ffmodel.init_layers()
     x_np = randn(rng, BATCH, 3)
     x.set_tensor(ffmodel, x_np)
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 3))
-    ffmodel.init_layers()
     ffmodel.forward()
-    np.testing.assert_array_equal(x.get_tensor(ffmodel), x_np)
+    np.testing.assert_array_equal(t.get_tensor(ffmodel), x_np)
 
 
 def test_initial_weights(ffmodel):
@@ -230,26 +277,26 @@ def test_initial_weights(ffmodel):
     np.testing.assert_array_equal(ln.get_bias_tensor().get_weights(ffmodel), np.zeros(5))
 
 
-def _dropout_mask(argv, rng_seed, seed):
-    from flexflow_torch.runtime import FFModel
-    argv("-b", BATCH)
-    ffmodel = FFModel(FFConfig())
-    x = ffmodel.create_tensor((BATCH, 64), DataType.DT_FLOAT)
-    out = ffmodel.dropout(x, 0.5, seed)
+def test_graph_input_gradient_never_written(ffmodel, mode, rng):
+    """Repartition::backward skips graph inputs (partition.cc:280-285): FlexFlow never
+    writes their gradient. Exact mode gives the true one; an identity shows it in both."""
+    x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
+    t = ffmodel.identity(x)
+    out = ffmodel.dense(t, 2, use_bias=False, name="fc")
     compile_mse(ffmodel)
-    x.set_tensor(ffmodel, np.ones((BATCH, 64), np.float32) + np.arange(64, dtype=np.float32))
-    ffmodel.label_tensor.set_tensor(ffmodel, np.zeros((BATCH, 64), np.float32))
+    w = randn(rng, 2, 3)
+    ffmodel.get_layer_by_name("fc").get_weight_tensor().set_weights(ffmodel, w)
     ffmodel.init_layers()
-    masks = []
-    for _ in range(2):
-        ffmodel.forward()
-        masks.append(out.get_tensor(ffmodel) == 0)
-    return masks
+    x_np, label = randn(rng, BATCH, 3), randn(rng, BATCH, 2)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, label)
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    g = 2.0 * (torch.from_numpy(x_np) @ torch.from_numpy(w).T - torch.from_numpy(label)) / (BATCH * 2)
+    torch.testing.assert_close(torch.from_numpy(out.get_gradients(ffmodel, None)), g)
+    dx = g @ torch.from_numpy(w)
+    torch.testing.assert_close(torch.from_numpy(t.get_gradients(ffmodel, None)), dx)
+    torch.testing.assert_close(torch.from_numpy(x.get_gradients(ffmodel, None)),
+                               torch.zeros(BATCH, 3) if mode == "flexflow" else dx)
 
-
-def test_dropout_seeded_masks(argv):
-    """A fixed seed gives the same mask sequence in a new model; each forward draws anew."""
-    a, b = _dropout_mask(argv, 0, 5), _dropout_mask(argv, 0, 5)
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    assert not np.array_equal(a[0], a[1])

@@ -1,5 +1,6 @@
 """Training through FlexFlow's API only: end-to-end learning, optimizers against
-hand computations of FlexFlow's formulas, fit vs. a manual loop, eval, losses."""
+hand computations of FlexFlow's formulas, fit vs. a manual loop, eval, metrics
+(losses: test_losses.py; flexflow vs exact training: test_modes.py)."""
 
 import math
 import os
@@ -295,114 +296,7 @@ def test_eval_does_not_change_weights_and_measures(argv, rng):
         pytest.approx(expected_sce, rel=1e-5)
 
 
-# -- losses --------------------------------------------------------------------------------
-def test_sparse_ce_3d_output_gradient(argv, rng):
-    """Output (B, S, V), labels (B, S, 1): the gradient at the logits is that of
-    CrossEntropyLoss(reduction="sum") / B (FlexFlow scales by 1/batch, not 1/tokens)."""
-    S, F_, V = 3, 4, 5
-    torch.manual_seed(9)
-    lin = nn.Linear(F_, V)
-    _, ffmodel = _new_model(argv, BATCH)
-    x = ffmodel.create_tensor((BATCH, S, F_), DataType.DT_FLOAT)
-    logits = ffmodel.dense(x, V, name="fc")
-    probs = ffmodel.softmax(logits)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.1), loss_type=SPARSE, metrics=[ACC, SCE])
-    assert ffmodel.label_tensor.dims == (BATCH, S, 1)
-    assert ffmodel.label_tensor.data_type == DataType.DT_INT32
-    layer = ffmodel.get_layer_by_name("fc")
-    layer.get_weight_tensor().set_weights(ffmodel, lin.weight.detach().numpy().copy())
-    layer.get_bias_tensor().set_weights(ffmodel, lin.bias.detach().numpy().copy())
-    x_np = randn(rng, BATCH, S, F_)
-    y_np = rng.integers(0, V, (BATCH, S)).astype(np.int32)     # (N, S) feeds (B, S, 1)
-    xl = ffmodel.create_data_loader(x, x_np)
-    yl = ffmodel.create_data_loader(ffmodel.label_tensor, y_np)
-    ffmodel.init_layers()
-    xl.next_batch(ffmodel)
-    yl.next_batch(ffmodel)
-    ffmodel.forward()
-    ffmodel.zero_gradients()
-    ffmodel.backward()
-
-    t_logits = lin(torch.from_numpy(x_np))
-    t_logits.retain_grad()
-    labels = torch.from_numpy(y_np).long()
-    loss = nn.CrossEntropyLoss(reduction="sum")(t_logits.reshape(-1, V), labels.reshape(-1)) / BATCH
-    loss.backward()
-    torch.testing.assert_close(torch.from_numpy(probs.get_tensor(ffmodel)),
-                               torch.softmax(t_logits, -1).detach())
-    torch.testing.assert_close(
-        torch.from_numpy(logits.get_gradients(ffmodel, ParameterSyncType.PS)), t_logits.grad)
-    torch.testing.assert_close(
-        torch.from_numpy(layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
-        lin.weight.grad)
-    torch.testing.assert_close(
-        torch.from_numpy(layer.get_bias_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
-        lin.bias.grad)
-    # Metrics count every position: mean -log p over B*S tokens.
-    mean_ce = nn.CrossEntropyLoss()(t_logits.reshape(-1, V), labels.reshape(-1))
-    perf = ffmodel.get_perf_metrics()
-    assert perf.values()["sparse_categorical_crossentropy"] == pytest.approx(mean_ce.item(), rel=1e-5)
-    expected_acc = 100.0 * float((t_logits.argmax(-1) == labels).float().mean())
-    assert perf.get_accuracy() == pytest.approx(expected_acc)
-
-
-@pytest.mark.parametrize("loss_type", [LossType.LOSS_CATEGORICAL_CROSSENTROPY,
-                                       LossType.LOSS_IDENTITY])
-def test_dense_label_losses_gradient(argv, rng, loss_type):
-    """Categorical CE writes (p - y)/B into the final output; LOSS_IDENTITY writes 1/B."""
-    _, ffmodel = _new_model(argv, BATCH)
-    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
-    out = ffmodel.softmax(x)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=loss_type,
-                    metrics=[MetricsType.METRICS_ACCURACY])
-    assert ffmodel.label_tensor.dims == (BATCH, 5)
-    x_np = randn(rng, BATCH, 5)
-    onehot = np.eye(5, dtype=np.float32)[rng.integers(0, 5, BATCH)]
-    x.set_tensor(ffmodel, x_np)
-    ffmodel.label_tensor.set_tensor(ffmodel, onehot)
-    ffmodel.init_layers()
-    ffmodel.forward()
-    ffmodel.zero_gradients()
-    ffmodel.backward()
-    p = torch.softmax(torch.from_numpy(x_np), -1)
-    if loss_type == LossType.LOSS_CATEGORICAL_CROSSENTROPY:
-        expected = (p - torch.from_numpy(onehot)) / BATCH
-    else:
-        expected = torch.full_like(p, 1.0 / BATCH)
-    torch.testing.assert_close(
-        torch.from_numpy(out.get_model_output_gradients(ffmodel, ParameterSyncType.PS)), expected)
-    torch.testing.assert_close(
-        torch.from_numpy(x.get_gradients(ffmodel, ParameterSyncType.PS)), expected)
-    acc = 100.0 * float((p.argmax(-1) == torch.from_numpy(onehot).argmax(-1)).float().mean())
-    assert ffmodel.get_perf_metrics().get_accuracy() == pytest.approx(acc)
-
-
-def test_mse_metrics_values(argv, rng):
-    """METRICS_MEAN_SQUARED_ERROR: per-sample sum of squared errors, averaged."""
-    _, ffmodel = _new_model(argv, BATCH)
-    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
-    ffmodel.identity(x)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel),
-                    loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR,
-                             MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
-                             MetricsType.METRICS_MEAN_ABSOLUTE_ERROR])
-    x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 5)
-    x.set_tensor(ffmodel, x_np)
-    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
-    ffmodel.init_layers()
-    ffmodel.forward()
-    ffmodel.compute_metrics()
-    d = torch.from_numpy(x_np - y_np)
-    values = ffmodel.get_perf_metrics().values()
-    assert values["mean_squared_error"] == pytest.approx(float((d ** 2).sum(-1).mean()), rel=1e-5)
-    assert values["root_mean_squared_error"] == pytest.approx(
-        float((d ** 2).sum(-1).sqrt().mean()), rel=1e-5)
-    assert values["mean_absolute_error"] == pytest.approx(float(d.abs().sum(-1).mean()), rel=1e-5)
-    ffmodel.reset_metrics()
-    assert ffmodel.get_perf_metrics().get_accuracy() == 0.0
-
-
+# -- metrics -------------------------------------------------------------------------------
 def test_perf_metrics_are_snapshots(argv, rng):
     """get_perf_metrics() returns a copy (FlexFlow's C API news a PerfMetrics), so the
     per-epoch values can be collected across fit calls."""
@@ -421,43 +315,6 @@ def test_perf_metrics_are_snapshots(argv, rng):
     losses = [p.values()["sparse_categorical_crossentropy"] for p in history]
     assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0]
     assert history[0].get_accuracy() < history[-1].get_accuracy()
-
-
-class _Regularizer:
-    """What FlexFlow's dense reads from a kernel_regularizer (keras.regularizers.L2)."""
-
-    def __init__(self, mode, lam):
-        self.type, self._lambda = mode, lam
-
-
-def test_dense_l2_kernel_regularizer(argv, rng):
-    """L2 adds lambda * W to the kernel gradient (not to the bias)."""
-    from flexflow_torch.runtime import RegularizerMode
-    torch.manual_seed(10)
-    lin = nn.Linear(5, 3)
-    _, ffmodel = _new_model(argv, BATCH)
-    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
-    ffmodel.dense(x, 3, kernel_regularizer=_Regularizer(RegularizerMode.REG_MODE_L2, 0.3),
-                  name="fc")
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
-    layer = ffmodel.get_layer_by_name("fc")
-    layer.get_weight_tensor().set_weights(ffmodel, lin.weight.detach().numpy().copy())
-    layer.get_bias_tensor().set_weights(ffmodel, lin.bias.detach().numpy().copy())
-    x_np, y_np = randn(rng, BATCH, 5), randn(rng, BATCH, 3)
-    x.set_tensor(ffmodel, x_np)
-    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
-    ffmodel.init_layers()
-    ffmodel.forward()
-    ffmodel.zero_gradients()
-    ffmodel.backward()
-    nn.MSELoss()(lin(torch.from_numpy(x_np)), torch.from_numpy(y_np)).backward()
-    torch.testing.assert_close(
-        torch.from_numpy(layer.get_weight_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
-        lin.weight.grad + 0.3 * lin.weight.detach())
-    torch.testing.assert_close(
-        torch.from_numpy(layer.get_bias_tensor().get_gradients(ffmodel, ParameterSyncType.PS)),
-        lin.bias.grad)
 
 
 def test_inference_mode(argv, rng):
@@ -518,17 +375,19 @@ def _adam_reference(w, alpha, b1, b2, wd, eps, steps):
 ], ids=["sgd_wd", "sgd_momentum_wd", "adam_wd"])
 def test_update_covers_parameters_without_gradient_flow(argv, rng, make_opt, reference):
     """FlexFlow's update() steps every parameter, with a zero gradient where nothing
-    flowed (weight decay and momentum still act): a hand computation with g = 0."""
+    flowed (weight decay and momentum still act): a hand computation with g = 0. The
+    dense "dangling" feeds a multiply by a constant, which holds zeros."""
     _, ffmodel = _new_model(argv, BATCH)
     x = ffmodel.create_tensor((BATCH, 3), DataType.DT_FLOAT)
-    ffmodel.dense(x, 2, use_bias=False, name="dangling")     # its output feeds nothing
-    ffmodel.dense(x, 2, name="fc")
+    zero = ffmodel.create_constant((BATCH, 2), 1.0, DataType.DT_FLOAT)
+    dangling = ffmodel.multiply(ffmodel.dense(x, 2, use_bias=False, name="dangling"), zero)
+    ffmodel.add(ffmodel.dense(x, 2, name="fc"), dangling)
     ffmodel.compile(optimizer=make_opt(ffmodel),
                     loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
                     metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
-    dangling = ffmodel.get_layer_by_name("dangling").get_weight_tensor()
+    weight = ffmodel.get_layer_by_name("dangling").get_weight_tensor()
     w0 = randn(rng, 2, 3)
-    dangling.set_weights(ffmodel, w0)
+    weight.set_weights(ffmodel, w0)
     ffmodel.init_layers()
     x.set_tensor(ffmodel, randn(rng, BATCH, 3))
     ffmodel.label_tensor.set_tensor(ffmodel, randn(rng, BATCH, 2))
@@ -537,7 +396,7 @@ def test_update_covers_parameters_without_gradient_flow(argv, rng, make_opt, ref
         ffmodel.zero_gradients()
         ffmodel.backward()
         ffmodel.update()
-    np.testing.assert_array_equal(dangling.get_gradients(ffmodel, ParameterSyncType.PS),
+    np.testing.assert_array_equal(weight.get_gradients(ffmodel, ParameterSyncType.PS),
                                   np.zeros((2, 3), np.float32))
-    torch.testing.assert_close(torch.from_numpy(dangling.get_weights(ffmodel)),
+    torch.testing.assert_close(torch.from_numpy(weight.get_weights(ffmodel)),
                                torch.from_numpy(reference(w0.astype(np.float64)).astype(np.float32)))
