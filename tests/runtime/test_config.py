@@ -40,6 +40,7 @@ def test_defaults(argv):
     (["-p", "7"], "print_frequency", 7),
     (["--print-freq", "9"], "print_frequency", 9),
     (["-ll:gpu", "4"], "workers_per_node", 4),
+    (["--nodes", "3"], "num_nodes", 3),
     (["-ll:cpu", "3"], "cpus_per_node", 3),
     (["-ll:fsize", "5000"], "device_mem", 5000),
     (["-ll:zsize", "4096"], "zero_copy_mem", 4096),
@@ -238,3 +239,23 @@ def test_script_args_and_init_flags_combine(argv, runtime_state):
     init_flexflow_runtime({"epochs": 5})
     cfg = FFConfig()
     assert cfg.batch_size == 8 and cfg.epochs == 5
+
+
+@pytest.mark.parametrize("flags,degree", [(["-ll:gpu", "4"], 4), (["--nodes", "2"], 2),
+                                          (["--nodes", "2", "-ll:gpu", "3"], 6)])
+def test_data_parallel_degree_is_nodes_times_gpus(argv, flags, degree):
+    """numNodes x workersPerNode GPUs split every input's axis 0 (model.cc:3147-3151):
+    compile() accepts an axis 0 of 2 * degree and rejects degree + 1."""
+    from flexflow_torch.errors import ShapeError
+    from flexflow_torch.runtime import DataType, LossType, MetricsType
+    argv("-b", "4", *flags)
+    for rows in (2 * degree, degree + 1):
+        ffmodel = FFModel(FFConfig())
+        ffmodel.relu(ffmodel.create_tensor((rows, 3), DataType.DT_FLOAT))
+        args = dict(loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
+        if rows % degree == 0:
+            ffmodel.compile(**args)
+        else:
+            with pytest.raises(ShapeError, match=f"{degree} GPUs"):
+                ffmodel.compile(**args)
