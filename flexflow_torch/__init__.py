@@ -7,10 +7,11 @@ from . import registry  # noqa: E402
 from .pytorch_model import (PyTorchModel, analyze, create_data_loaders, file_to_ff,  # noqa: E402
                             load_constants)
 from .heads import CrossEntropyHead  # noqa: E402
+from .launch import init_runtime  # noqa: E402
 from .graph import FFProgram  # noqa: E402
 from .serialization import load_program, save_program  # noqa: E402
 from .verify import verify  # noqa: E402  (binds the function over the submodule name)
 
 
 __all__ = ["PyTorchModel", "analyze", "verify", "file_to_ff", "create_data_loaders", "load_constants",
-           "CrossEntropyHead", "registry", "FFProgram", "load_program", "save_program"]
+           "CrossEntropyHead", "init_runtime", "registry", "FFProgram", "load_program", "save_program"]

@@ -37,10 +37,12 @@ class CrossEntropyHead:
         label_loader = head.create_label_loader(ffmodel, labels)   # int labels, logits' shape minus classes
         ffmodel.fit(x=input_loaders, y=label_loader)
 
-    `probs` is the softmax tensor (read it for the loss value and accuracy)."""
+    `probs` is the softmax tensor, `logits` its input (read them for the loss value and
+    accuracy: FlexFlow never returns the loss to Python)."""
 
     def __init__(self, ffmodel, logits, name="loss"):
         E = enums_for(ffmodel)
+        self.logits = logits
         self.classes = int(logits.dims[-1])
         self.positions = tuple(int(d) for d in logits.dims[:-1])
         self.per_position = len(logits.dims) > 2 and not getattr(ffmodel, "_exact", False)
@@ -80,9 +82,11 @@ class CrossEntropyHead:
         target = self.label if self.per_position else ffmodel.label_tensor
         return ffmodel.create_data_loader(target, self.label_array(labels))
 
-    def loss(self, probs, labels):
-        """The loss FlexFlow's gradient belongs to, from read-back probabilities:
-        sum over positions of -log p[label], divided by the batch."""
-        p = np.asarray(probs, dtype=np.float64).reshape(-1, self.classes)
+    def loss(self, logits, labels):
+        """The loss FlexFlow's gradient belongs to, from read-back logits (rows of them):
+        sum over positions of -log softmax(logits)[label], divided by the batch."""
+        x = np.asarray(logits, dtype=np.float64).reshape(-1, self.classes)
+        x = x - x.max(axis=1, keepdims=True)
+        logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
         y = np.asarray(labels).reshape(-1).astype(np.int64)
-        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-30, None)).sum() / self.positions[0])
+        return float(-logp[np.arange(len(y)), y].sum() / self.positions[0])

@@ -72,8 +72,8 @@ def sgd_steps_ff(ptm: PyTorchModel, inputs, labels, lr, steps, degree=1):
             loader.reset()
             loader.next_batch(ffmodel)
         ffmodel.forward()
-        probs = head.probs.get_tensor(ffmodel)[:rows]
-        losses.append(head.loss(probs, np.asarray(labels)[:rows]))
+        logits = head.logits.get_tensor(ffmodel)[:rows]
+        losses.append(head.loss(logits, np.asarray(labels)[:rows]))
         ffmodel.zero_gradients()
         ffmodel.backward()
         ffmodel.update()

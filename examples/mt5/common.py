@@ -139,14 +139,6 @@ def build_model(args, vocab_size):
     return MT5ForConditionalGeneration(config).eval()
 
 
-def flexflow_loss(probs_or_logits, labels, from_logits):
-    """sum over positions of -log p[label], divided by the batch size (FlexFlow's loss)."""
-    x = torch.as_tensor(probs_or_logits).float()
-    y = torch.as_tensor(labels).long().reshape(x.shape[:-1])
-    logp = torch.log_softmax(x, -1) if from_logits else torch.log(x.clamp_min(1e-8))
-    return float(-logp.gather(-1, y[..., None]).sum() / x.shape[0])
-
-
 def token_accuracy(probs_or_logits, labels, pad_id=0):
     """(accuracy over all positions, accuracy over non-pad label positions)."""
     x = torch.as_tensor(probs_or_logits)
