@@ -184,6 +184,10 @@ class Tensor:
             grad = ffmodel._seeded_grads.get(id(self.handle))
         if grad is None and value.requires_grad:
             grad = value.grad
+        layer = self.handle.owner_layer
+        if grad is not None and layer is not None and not self.handle.is_parameter \
+                and self.handle.grad_value is None and ffmodel is not None and not ffmodel._exact:
+            grad = layer.spec.stored_output_grad(grad, value.detach(), **layer.attrs)
         array = _numpy(grad if grad is not None else torch.zeros_like(value)).reshape(self.dims)
         return self._readout(ffmodel, array)
 

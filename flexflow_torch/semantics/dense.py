@@ -37,6 +37,16 @@ class Dense(OpSpec):
             ws.append(WeightDecl((int(out_dim),), "bias", "zeros"))
         return ws
 
+    def stored_output_grad(self, grad, output, activation="AC_MODE_NONE", **a):
+        """The fused activation's backward rewrites output_grad in place
+        (linear_kernels.cu backward_kernel:660-665, cuda_helper.cu reluBackward:77,
+        sigmoid_backward_function:104)."""
+        if activation == "AC_MODE_RELU":
+            return grad * (output > 0)
+        if activation == "AC_MODE_SIGMOID":
+            return grad * output * (1 - output)
+        return grad
+
     def forward(self, run, ins, ws, activation="AC_MODE_NONE", use_bias=True, **a):
         y = F.linear(ins[0].to(ws[0].dtype), ws[0], ws[1] if use_bias else None)
         act = _FUSED.get(activation)
@@ -106,6 +116,10 @@ class Conv2D(_Spatial):
             ck.fail(ShapeError, f"channels {c}->{out_channels} are not divisible by groups={groups}",
                     self.source)
         return [input.with_(shape=(n, int(out_channels), oh, ow))]
+
+    def stored_output_grad(self, grad, output, activation="AC_MODE_NONE", **a):
+        """The fused ReLU's backward masks output_grad in place (conv_2d_kernels.cu:298-312)."""
+        return grad * (output > 0) if activation == "AC_MODE_RELU" else grad
 
     def weights(self, input, out_channels, kernel_h, kernel_w, groups=1, use_bias=True, **a):
         ws = [WeightDecl((int(out_channels), input.shape[1] // groups, kernel_h, kernel_w), "kernel")]

@@ -60,6 +60,11 @@ class OpSpec:
     def forward(self, run, ins, ws, **args):
         raise NotImplementedError
 
+    def stored_output_grad(self, grad, output, **args):
+        """The output's gradient as FlexFlow's buffer holds it once this op's backward has
+        run (default: as its consumers wrote it)."""
+        return grad
+
     def inplace_input(self, **args):
         """The tensor parameter whose storage the output reuses (in-place ops), or None."""
         return None

@@ -12,11 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flexflow_torch.runtime import ActiMode, AggrMode, PoolType
-from .rt_helpers import BATCH, align, randn
+from flexflow_torch.runtime import ActiMode, AggrMode, DataType, PoolType
+from .rt_helpers import BATCH, align, compile_mse, grad, mse_grad, randn, set_params, step, value
 
 ACTS = {ActiMode.AC_MODE_NONE: lambda t: t, ActiMode.AC_MODE_RELU: torch.relu,
         ActiMode.AC_MODE_SIGMOID: torch.sigmoid}
+# FlexFlow's fused-activation backward rewrites the output gradient in place
+# (linear_kernels.cu backward_kernel:660-665, conv_2d_kernels.cu:298-312)
+STORED = {ActiMode.AC_MODE_NONE: None, ActiMode.AC_MODE_RELU: lambda g, y: g * (y > 0),
+          ActiMode.AC_MODE_SIGMOID: lambda g, y: g * y * (1 - y)}
 
 
 def _params(name, module):
@@ -35,7 +39,8 @@ def test_dense(ffmodel, mode, rng, use_bias, activation, in_shape):
     lin = nn.Linear(6, 5, bias=use_bias)
     res = align(ffmodel, [randn(rng, *in_shape)],
                 lambda m, t: m.dense(t, 5, activation, use_bias=use_bias, name="fc"),
-                lambda t: ACTS[activation](lin(t)), params=_params("fc", lin), layers=["Linear"])
+                lambda t: ACTS[activation](lin(t)), params=_params("fc", lin), layers=["Linear"],
+                stored=STORED[activation] if mode == "flexflow" else None)
     assert tuple(res.out.shape) == in_shape[:-1] + (5,)
     layer = ffmodel.get_layer_by_name("fc")
     assert layer.get_weight_tensor().dims == (5, 6)
@@ -69,7 +74,8 @@ def test_conv2d(ffmodel, mode, rng, cin, cout, k, stride, pad, groups, act, use_
     res = align(ffmodel, [randn(rng, BATCH, cin, 7, 6)],
                 lambda m, t: m.conv2d(t, cout, kh, kw, sh, sw, ph, pw, act, groups=groups,
                                       use_bias=use_bias, name="conv"),
-                lambda t: ACTS[act](conv(t)), params=_params("conv", conv), layers=["Conv2D"])
+                lambda t: ACTS[act](conv(t)), params=_params("conv", conv), layers=["Conv2D"],
+                stored=STORED[act] if mode == "flexflow" else None)
     assert ffmodel.get_layer_by_name("conv").get_weight_tensor().dims == tuple(conv.weight.shape)
     assert ffmodel.get_last_layer().get_output_tensor().dims == tuple(res.ref_out.shape)
 
@@ -222,3 +228,25 @@ def test_multihead_attention(ffmodel, mode, rng, shared):
                 [False] + [True] * (len(arrays) - 1) + [True])
     assert ffmodel.get_layer_by_name("attn").get_parameter_by_id(0).dims == (heads, packed)
     assert tuple(res.out.shape) == (BATCH, 4, embed)
+
+
+@pytest.mark.parametrize("activation", [ActiMode.AC_MODE_RELU, ActiMode.AC_MODE_SIGMOID],
+                         ids=lambda a: a.name)
+def test_fused_activation_rewrites_stored_output_gradient(ffmodel, mode, rng, activation):
+    """Read after backward, an intermediate dense output's gradient is what the fused
+    activation's backward left in the buffer (flexflow); the weights see the same."""
+    torch.manual_seed(5)
+    lin = nn.Linear(6, 5)
+    x = ffmodel.create_tensor((BATCH, 6), DataType.DT_FLOAT)
+    h = ffmodel.dense(x, 5, activation, name="fc")
+    out = ffmodel.scalar_multiply(h, 2.0, inplace=False)
+    compile_mse(ffmodel)
+    set_params(ffmodel, _params("fc", lin))
+    x_np, label = randn(rng, BATCH, 6), randn(rng, BATCH, 5)
+    step(ffmodel, [(x, x_np)], label)
+    y = ACTS[activation](lin(torch.from_numpy(x_np)))
+    g = 2.0 * mse_grad(2.0 * y.detach(), torch.from_numpy(label))
+    torch.testing.assert_close(value(out, ffmodel), 2.0 * y.detach())
+    torch.testing.assert_close(grad(h, ffmodel), STORED[activation](g, y.detach()) if mode == "flexflow" else g)
+    y.backward(g)
+    torch.testing.assert_close(grad(ffmodel.get_layer_by_name("fc").get_weight_tensor(), ffmodel), lin.weight.grad)
