@@ -69,7 +69,12 @@ def effective_padding(size, out, kernel, stride):
     return twice // 2 if twice >= 0 else -(-twice // 2)
 
 
+PADDING_SRC = "src/ops/conv_2d.cc Conv2D::init_task:623-626, src/ops/pool_2d.cc Pool2D::init_task:352-355"
+
+
 class _Spatial(OpSpec):
+    source = "src/ops/conv_2d.cc, src/ops/pool_2d.cc"
+
     def _shapes(self, ck, input, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
         if input.rank != 4:
             ck.fail(ShapeError, f"needs a 4-D NCHW input, got {input.shape}", self.source)
@@ -84,10 +89,10 @@ class _Spatial(OpSpec):
             ck.problem(Stage.INIT, UnsupportedByFlexFlowError, f"kernel ({kernel_h}, {kernel_w}) and "
                        f"stride ({stride_h}, {stride_w}) on {h}x{w}: FlexFlow recomputes the padding as "
                        f"{eff} and hands cuDNN a negative padding (as read); choose sizes with "
-                       "(in + 2*padding - kernel) % stride <= 1", self.source.split(",")[0] + " init_task")
+                       "(in + 2*padding - kernel) % stride <= 1", PADDING_SRC)
         elif eff != (padding_h, padding_w):
             ck.hazard(f"padding ({padding_h}, {padding_w}) runs as {eff}: FlexFlow recomputes it from "
-                      "the output size", self.source.split(",")[0] + " init_task")
+                      "the output size", PADDING_SRC)
         if input.part not in (None, 0):
             ck.parallel_problem(Stage.COMPILE, "a spatial or channel axis is partitioned", self.source)
         return n, c, oh, ow, eff

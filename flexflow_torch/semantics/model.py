@@ -33,11 +33,24 @@ def input_meta(ck: Checker, dims, dtype) -> Meta:
     return Meta(dims, dtype, part=0)
 
 
-#: init_layers zero-fills every INPUT tensor (constants and the label included):
-#: write them after init_layers, before each forward (noop.cc NoOp::init:183-240)
-INIT_ZEROES_INPUTS = "src/ops/noop.cc NoOp::init:183-240"
-#: create_constant's value never reaches the tensor (model.cc:3130-3141): it is zeros
-CONSTANT_IS_ZERO = "src/runtime/model.cc:3130-3141, src/ops/noop.cc NoOp::init"
+#: rules of FlexFlow's API that are behaviour rather than checks (when, what, source)
+API_RULES = [
+    ("at init_layers", "every input tensor, constants and the label included, is zero-filled: write them "
+     "after init_layers (data loaders do in next_batch)", "src/ops/noop.cc NoOp::init:183-240"),
+    ("always", "create_constant's value never reaches the tensor: it holds zeros",
+     "src/runtime/model.cc:3130-3141, src/ops/noop.cc NoOp::init"),
+    ("always", "gradients of create_tensor inputs are never written (the input's Repartition skips its "
+     "backward)", "src/parallel_ops/partition.cc:280-285"),
+    ("with data parallelism", "get_tensor/get_gradients of a partitioned activation or the label return GPU "
+     "0's rows only (the rest is uninitialised)", "src/runtime/parallel_tensor.cc get_tensor:703-750"),
+    ("with data parallelism", "a dense L2 regulariser is added on every GPU before the all-reduce: N x lambda",
+     "src/ops/kernels/linear_kernels.cu:691-706, src/runtime/optimizer_kernel.cu:91-97"),
+    ("with data parallelism", "every GPU seeds dropout identically over its own rows: masks repeat per GPU",
+     "src/ops/kernels/dropout_kernels.cu:60-65"),
+    ("plain python", "init_flexflow_runtime requires num_gpus, memory_per_gpu and zero_copy_memory_per_node "
+     "and replaces sys.argv with the flags its keys translate to (flexflow_torch.init_runtime passes them)",
+     "python/flexflow/core/__init__.py:98-153"),
+]
 
 
 def degree_of(ffconfig) -> int:

@@ -27,10 +27,11 @@ def reduced_length(n: int) -> int:
     return n if n >= 1024 else 32 * (n // 32)
 
 
-def reduction_hazard(ck, n, source):
+def reduction_hazard(ck, n):
     if reduced_length(n) != n:
         ck.hazard(f"rows of {n} elements: the block reduction sums only the first "
-                  f"{reduced_length(n)} but divides by {n}", source)
+                  f"{reduced_length(n)} but divides by {n}",
+                  "src/ops/layer_norm.cu BlockReduceSum:93, src/ops/kernels/rms_norm_kernels.cu BlockReduceSum:89")
 
 
 def _row_sums(x2d, exact):
@@ -99,7 +100,7 @@ class LayerNorm(OpSpec):
             else:
                 ck.parallel_problem(Stage.FORWARD, "the effective batch is computed from the global "
                                     "volume but checked per shard", "src/ops/layer_norm.cc:243,612")
-        reduction_hazard(ck, math.prod(input.shape[-k:]), "src/ops/layer_norm.cu BlockReduceSum:93")
+        reduction_hazard(ck, math.prod(input.shape[-k:]))
         return [input]
 
     def weights(self, input, axes, elementwise_affine=True, use_bias=True, **a):
@@ -170,7 +171,7 @@ class RMSNorm(OpSpec):
         if input.part is not None:
             ck.parallel_problem(Stage.COMPILE, "all non-replica dims must be unpartitioned",
                                 "src/ops/rms_norm.cc:173-177")
-        reduction_hazard(ck, input.shape[-1], "src/ops/kernels/rms_norm_kernels.cu BlockReduceSum:89")
+        reduction_hazard(ck, input.shape[-1])
         return [input]
 
     def weights(self, input, eps, dim):

@@ -20,7 +20,7 @@ class ReduceSum(OpSpec):
         axes = [int(a) for a in axes]
         if not axes or any(a < 0 or a >= input.rank for a in axes):
             ck.fail(ShapeError, f"axes must be non-negative axes of {input.shape}, got {axes}", self.source)
-        float_accessor(ck, input, "src/ops/reduce.cc forward_task:259-262", bit_copy=False)
+        float_accessor(ck, input, bit_copy=False)
         part = input.part
         if part in axes:
             ck.parallel_problem(Stage.COMPILE, "reducing the partitioned axis", "src/ops/reduce.cc:151,167")
@@ -88,7 +88,7 @@ class BatchMatmul(OpSpec):
         if A.shape[-1] != B.shape[-2]:
             ck.fail(ShapeError, f"{A.shape} @ {B.shape}: inner sizes differ", "src/ops/batch_matmul.cc:171")
         for name, m in (("A", A), ("B", B)):
-            float_accessor(ck, m, "src/ops/batch_matmul.cc forward_task:376-381", bit_copy=False, name=name)
+            float_accessor(ck, m, bit_copy=False, name=name)
         if a_seq_length_dim is not None or b_seq_length_dim is not None:
             ck.problem(Stage.BACKWARD, UnsupportedByFlexFlowError, "a_seq_length_dim/b_seq_length_dim "
                        "other than None: the backward asserts seq_length == 0 while Python passes -1",

@@ -12,16 +12,19 @@ from .base import FLOAT, HALF, INT32, INT64, INTS, BOOLEAN, DOUBLE, Stage
 from .spec import DOUBLE as DOUBLE_GRAD, OpSpec, register
 
 
-def float_accessor(ck, meta, source, bit_copy=True, name="input"):
+FLOAT_ACCESSORS = ("src/runtime/accessor.cc:16,99,103 (the kernels of concat, split, flat, transpose, "
+                   "reduce_sum, batch_matmul, dropout, conv2d, pool2d)")
+
+
+def float_accessor(ck, meta, bit_copy=True, name="input"):
     """Kernels that read every region through a float accessor: 8-byte and 2-byte types
     fail Realm's stride check; INT32 passes with its bits read as float."""
     if meta.dtype in (INT64, HALF, DOUBLE):
         ck.problem(Stage.FORWARD, DTypeError, f"{name} is {meta.dtype}: the kernel maps every region "
-                   "as float and Realm's stride check fails (use float or DT_INT32)",
-                   f"{source}; src/runtime/accessor.cc:16,99,103")
+                   "as float and Realm's stride check fails (use float or DT_INT32)", FLOAT_ACCESSORS)
     elif meta.dtype == INT32 and not bit_copy:
         ck.problem(Stage.FORWARD, DTypeError, f"{name} is DT_INT32: its bits are read as float and "
-                   "computed on", source)
+                   "computed on", FLOAT_ACCESSORS)
     elif meta.dtype == BOOLEAN:
         ck.problem(Stage.COMPILE, DTypeError, "DT_BOOLEAN tensors cannot be mapped",
                    "src/runtime/model.cc map_tensor_with_dim2")
@@ -45,7 +48,7 @@ class Concat(OpSpec):
             if any(a != b for j, (a, b) in enumerate(zip(t.shape, first.shape)) if j != axis):
                 ck.fail(ShapeError, f"on axis {axis} the other axes differ: "
                         + ", ".join(str(t.shape) for t in tensors), "src/ops/concat.cc:132")
-        float_accessor(ck, first, "src/ops/concat.cc forward_task:255-269")
+        float_accessor(ck, first)
         parts = {t.part for t in tensors}
         if len(parts) > 1:
             ck.parallel_problem(Stage.COMPILE, f"inputs partitioned differently ({sorted(parts, key=str)})",
@@ -82,7 +85,7 @@ class Split(OpSpec):
         if sum(sizes) != length:
             ck.problem(Stage.COMPILE, ShapeError, f"sizes {sizes} must sum to {length}",
                        "src/ops/split.cc Split::Split:135-136")
-        float_accessor(ck, input, "src/ops/split.cc forward_task:318-325")
+        float_accessor(ck, input)
         if input.part == axis:
             ck.parallel_problem(Stage.COMPILE, "splitting along the partitioned axis", "src/ops/split.cc:130")
         return [input.with_(shape=input.shape[:axis] + (s,) + input.shape[axis + 1:]) for s in sizes]
@@ -155,7 +158,7 @@ class Transpose(OpSpec):
         perm = [int(p) for p in perm]
         if sorted(perm) != list(range(input.rank)):
             ck.fail(ShapeError, f"perm {perm} is not a permutation of the {input.rank} axes", self.source)
-        float_accessor(ck, input, "src/ops/transpose.cc forward_task:249-252", bit_copy=False)
+        float_accessor(ck, input, bit_copy=False)
         ck.hazard("the kernel adds into its output buffer (out += T(in)), which is never zeroed: the "
                   "output is the sum of every forward so far, and the backward doubles the gradient "
                   "already in the input's buffer", "src/ops/kernels/transpose_kernels.cu:78,107,140")
