@@ -136,6 +136,12 @@ def aten_dropout(ctx, input, p, train):
     return dropout(ctx, to_float(ctx, ctx.tensor(input)), p)
 
 
+@register(aten.native_dropout.default)
+def aten_native_dropout(ctx, input, p, train):
+    """native_dropout(Tensor input, float p, bool? train) -> (Tensor, Tensor)   (the mask is not kept)"""
+    return (aten_dropout(ctx, input, p, train), None)
+
+
 @register(aten.where.self)
 def aten_where(ctx, condition, self, other):
     """where.self(Tensor condition, Tensor self, Tensor other) -> Tensor
