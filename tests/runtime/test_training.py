@@ -64,10 +64,10 @@ def test_mlp_learns_gaussian_blobs(argv, rng, capsys):
     assert losses[-1] < 0.5 * losses[0]
     assert all(b <= a * 1.05 for a, b in zip(losses, losses[1:])), losses
     accuracy = ffmodel.get_perf_metrics().get_accuracy()
-    assert accuracy == pytest.approx(epochs[-1][0], abs=1e-4)
+    assert accuracy == pytest.approx(epochs[-1][0], abs=1e-4)      # printed with 6 decimals
     assert accuracy > 90.0                        # chance is 33 %
     values = ffmodel.get_perf_metrics().values()
-    assert values["sparse_categorical_crossentropy"] == pytest.approx(losses[-1], abs=1e-5)
+    assert values["sparse_categorical_crossentropy"] == pytest.approx(losses[-1], abs=1e-5)  # 6 decimals
 
 
 def _quadrant_images(rng, n):
@@ -261,6 +261,22 @@ def test_manual_loop_equals_fit(argv, rng):
     assert man_model.get_perf_metrics().values() == pytest.approx(
         fit_model.get_perf_metrics().values())
     assert man_model.get_perf_metrics().get_accuracy() == fit_model.get_perf_metrics().get_accuracy()
+    # and both are PyTorch: Linear, mean cross-entropy (FlexFlow scales by 1 / batch), SGD
+    lin = nn.Linear(6, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w[0]))
+        lin.bias.copy_(torch.from_numpy(w[1]))
+    opt = torch.optim.SGD(lin.parameters(), lr=0.2, momentum=0.5)
+    for _ in range(2):
+        for k in range(0, 3 * BATCH, BATCH):
+            opt.zero_grad()
+            nn.CrossEntropyLoss()(lin(torch.from_numpy(x_np[k:k + BATCH])),
+                                  torch.from_numpy(y_np[k:k + BATCH, 0]).long()).backward()
+            opt.step()
+    torch.testing.assert_close(torch.from_numpy(flayer.get_weight_tensor().get_weights(fit_model)),
+                               lin.weight.detach())
+    torch.testing.assert_close(torch.from_numpy(flayer.get_bias_tensor().get_weights(fit_model)),
+                               lin.bias.detach())
 
 
 def test_fit_accepts_list_of_loaders(argv, rng):
@@ -293,7 +309,7 @@ def test_eval_does_not_change_weights_and_measures(argv, rng):
     assert ffmodel.get_perf_metrics().get_accuracy() == pytest.approx(expected_acc)
     expected_sce = float(nn.NLLLoss()(torch.log(probs), labels))
     assert ffmodel.get_perf_metrics().values()["sparse_categorical_crossentropy"] == \
-        pytest.approx(expected_sce, rel=1e-5)
+        pytest.approx(expected_sce, rel=1e-5)       # a float32 reference of a float64 sum
 
 
 # -- metrics -------------------------------------------------------------------------------
