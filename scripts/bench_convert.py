@@ -61,20 +61,14 @@ def measure(mode, batch, seq):
         with torch.no_grad():
             torch.export.export(model, (), dict(inputs, use_cache=False), strict=False)
     else:
-        from flexflow_torch import PyTorchModel
-        from flexflow_torch.runtime import (DataType, FFConfig, FFModel, LossType, MetricsType,
-                                            SGDOptimizer, init_flexflow_runtime)
-        init_flexflow_runtime()
-        sys.argv = [sys.argv[0], "-b", str(batch)]
-        ffmodel = FFModel(FFConfig())
-        tensors = [ffmodel.create_tensor([batch, n], DataType.DT_INT64) for n in (seq, seq, seq - 1)]
+        from flexflow_torch import CrossEntropyHead, PyTorchModel
+        from flexflow_torch.runtime import SGDOptimizer
+        from flexflow_torch.verify import embedded_model
+        ffmodel = embedded_model(batch)
         outputs = PyTorchModel(model, is_hf_model=True, input_names=INPUT_NAMES,
-                               batch_size=batch, seq_length=(seq, seq - 1)
-                               ).torch_to_ff(ffmodel, tensors)
-        ffmodel.softmax(outputs[0])
-        ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.01),
-                        loss_type=LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
-                        metrics=[MetricsType.METRICS_ACCURACY])
+                               batch_size=batch, seq_length=(seq, seq - 1)).torch_to_ff(ffmodel)
+        head = CrossEntropyHead(ffmodel, outputs[0])
+        ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.01), loss_type=head.loss_type, metrics=head.metrics)
     seconds = time.perf_counter() - start
     return {"mode": mode, "params": params, "seconds": seconds, "peak_mb": peak_rss_mb(),
             "model_mb": base, "added_mb": peak_rss_mb() - base}

@@ -17,7 +17,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from flexflow_torch.runtime import (ActiMode, DataType, FFConfig, FFModel, LossType,
-                                    MetricsType, SGDOptimizer, init_flexflow_runtime)
+                                    MetricsType, SGDOptimizer)
+from flexflow_torch.runtime.config import ensure_runtime
 
 
 def digits(images):
@@ -101,7 +102,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
-    init_flexflow_runtime()
+    ensure_runtime()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch "
           f"{args.batch_size}, {args.epochs} epochs after 1 warm-up epoch")
     print(f"{'model':<6}{'embedded FF samples/s':>24}{'PyTorch samples/s':>20}{'ratio':>8}"

@@ -1,12 +1,15 @@
 """A FlexFlow native-API CNN on handwritten digits (scikit-learn's bundled 8x8 set).
 
-Only the import line differs from a real FlexFlow script (`from flexflow.core
-import *`); run it here with `python examples/native/digits_cnn.py -b 64 -e 10`.
+Only the import line (`from flexflow.core import *` on real FlexFlow) and
+`init_runtime()` (FlexFlow's init_flexflow_runtime with its required keys taken from
+the command line) differ from a FlexFlow script; run it here with
+`python examples/native/digits_cnn.py -b 64 -e 10`.
 """
 
 import numpy as np
 from sklearn.datasets import load_digits
 
+from flexflow_torch import init_runtime
 from flexflow_torch.core import *  # noqa: F403  (was: from flexflow.core import *)
 
 
@@ -57,5 +60,5 @@ def top_level_task():
 
 if __name__ == "__main__":
     print("digits cnn")
-    init_flexflow_runtime()
+    init_runtime()            # init_flexflow_runtime with FlexFlow's keys from the command line
     top_level_task()

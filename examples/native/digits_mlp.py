@@ -1,7 +1,7 @@
 """A FlexFlow native-API MLP on handwritten digits (scikit-learn's bundled 8x8 set).
 
 Written purely against FlexFlow's Python API, like FlexFlow's own
-examples/python/native/mnist_mlp.py: only the import line differs, so the same
+examples/python/native/mnist_mlp.py: only the import line and init_runtime() differ, so the same
 script runs on real FlexFlow (`flexflow_python digits_mlp.py -ll:gpu 1 -b 64`)
 when the import is `from flexflow.core import *`.
 
@@ -11,6 +11,7 @@ when the import is `from flexflow.core import *`.
 import numpy as np
 from sklearn.datasets import load_digits
 
+from flexflow_torch import init_runtime
 from flexflow_torch.core import *  # noqa: F403  (was: from flexflow.core import *)
 
 
@@ -63,5 +64,5 @@ def top_level_task():
 
 if __name__ == "__main__":
     print("digits mlp")
-    init_flexflow_runtime()
+    init_runtime()            # init_flexflow_runtime with FlexFlow's keys from the command line
     top_level_task()

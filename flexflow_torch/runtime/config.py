@@ -8,12 +8,13 @@ options (`-ll:gpu 4`, `-lg:prof 1`) may be mixed freely with FlexFlow's.
 import os
 import sys
 import time
+import warnings
 
 import torch
 
 from ..errors import ConfigError, RuntimeNotInitializedError
 
-_state = {"initialized": False, "extra_argv": []}
+_state = {"initialized": False}
 
 # flag -> (field, type); FlexFlow's FFConfig::parse_args names and defaults.
 _VALUE_FLAGS = {
@@ -122,16 +123,27 @@ _KEY_TO_FLAG = {
 }
 
 
-def init_flexflow_runtime(configs_dict=None, **kwargs):
-    """Start the (embedded) runtime; must precede any FlexFlow object, as in FlexFlow.
+REQUIRED_KEYS = ("num_gpus", "memory_per_gpu", "zero_copy_memory_per_node")
 
-    Keys are translated to flags as FlexFlow's `ff_arg_to_sysarg` does and read by
-    every later `FFConfig()`, after the script's own command line (which the
-    embedded runtime keeps: there is no Legion to hand it to)."""
+
+def init_flexflow_runtime(configs_dict=None, **kwargs):
+    """Start the (embedded) runtime as FlexFlow does under plain `python`
+    (python/flexflow/core/__init__.py:98-153): the keys `num_gpus`, `memory_per_gpu`
+    and `zero_copy_memory_per_node` are required, and `sys.argv` is replaced by the
+    script name and the flags the keys translate to (FlexFlow's ff_arg_to_sysarg),
+    which every later FFConfig() reads. A second call warns and does nothing.
+    `flexflow_torch.init_runtime()` passes the keys from the command line."""
+    if _state["initialized"]:
+        warnings.warn("Attempting to initialize FlexFlow more than once")
+        return
     if configs_dict is not None and kwargs:
-        raise ConfigError("init_flexflow_runtime takes a dict or keyword arguments, not both")
+        raise ValueError("Cannot pass both configs_dict and individual args")
     configs = dict(configs_dict if configs_dict is not None else kwargs)
-    argv = []
+    if any(key not in configs for key in REQUIRED_KEYS):
+        raise ValueError("Missing one of the following required configs: num_gpus, memory_per_gpu, "
+                         "zero_copy_memory_per_node (FlexFlow requires them under plain python; "
+                         "flexflow_torch.init_runtime() passes them from the command line)")
+    argv = [sys.argv[0] if sys.argv else "python"]
     for key, value in configs.items():
         flag = _KEY_TO_FLAG.get(key)
         if flag is None:
@@ -141,7 +153,7 @@ def init_flexflow_runtime(configs_dict=None, **kwargs):
                 argv.append(flag)
         else:
             argv += [flag, str(value)]
-    _state["extra_argv"] = argv
+    sys.argv = argv
     _state["initialized"] = True
 
 
@@ -208,7 +220,7 @@ class FFConfig:
         return config
 
     def parse_args(self):
-        self.handle = parse_flexflow_args(sys.argv[1:] + _state["extra_argv"])
+        self.handle = parse_flexflow_args(sys.argv[1:])
         self._handle = self.handle
 
     @property

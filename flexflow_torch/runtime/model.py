@@ -50,7 +50,6 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         self._graph, self._input_handles, self._input_problems = [], [], []
         self._device = torch.device(runtime_device())
         self._compiled = self._initialized = False
-        self._raised = set()
         self._optimizer = self._loss_type = self._label = None
         self._metrics, self._comp_mode = [], CompMode.TRAINING
         self._perf = PerfMetrics(None)
@@ -121,15 +120,14 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         return tensors if len(tensors) > 1 or method == "split" else tensors[0]
 
     def _raise_problems(self, stage):
-        """Raise the first problem FlexFlow hits at `stage` (once per layer and stage)."""
+        """Raise the first problem FlexFlow hits at `stage`, at every such call (FlexFlow
+        aborts the process: nothing runs past it)."""
         for problem in self._input_problems:
-            if problem.stage == stage and (id(problem), stage) not in self._raised:
-                self._raised.add((id(problem), stage))
+            if problem.stage == stage:
                 raise problem.exception("create_tensor")
         for layer in self._graph:
             for problem in layer.problems:
-                if problem.stage == stage and (id(layer), stage) not in self._raised:
-                    self._raised.add((id(layer), stage))
+                if problem.stage == stage:
                     raise problem.exception(layer.describe())
 
     # -- tensors ---------------------------------------------------------------------

@@ -97,8 +97,9 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
     ptm = PyTorchModel(torch.nn.Linear(2, 2), example_inputs=(_x(3, 2),))
     with pytest.raises(ModelStateError):
         ptm.copy_weights_to_torch(object())
-    from flexflow_torch.runtime import FFConfig, FFModel, DataType, init_flexflow_runtime
-    init_flexflow_runtime()
+    from flexflow_torch.runtime import FFConfig, FFModel, DataType
+    from flexflow_torch.runtime.config import ensure_runtime
+    ensure_runtime()
     ffmodel = FFModel(FFConfig())
     with pytest.raises(ShapeError, match="takes 1 inputs"):
         ptm.torch_to_ff(ffmodel, [])
@@ -113,11 +114,11 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
 
 
 def test_inputs_by_name_and_text_form():
-    from flexflow_torch.runtime import FFConfig, FFModel, DataType, init_flexflow_runtime
+    from flexflow_torch.verify import embedded_model
+    from flexflow_torch.runtime import DataType
     ptm = PyTorchModel(torch.nn.Linear(2, 3), example_inputs={"input": _x(4, 2)})
     assert "dense(" in ptm.torch_to_string()
-    init_flexflow_runtime()
-    ffmodel = FFModel(FFConfig())
+    ffmodel = embedded_model(batch_size=4)
     out = ptm.torch_to_ff(ffmodel, {"input": ffmodel.create_tensor([4, 2], DataType.DT_FLOAT)})
     assert tuple(out[0].dims) == (4, 3)
     with pytest.raises(ConversionError, match="unknown inputs"):

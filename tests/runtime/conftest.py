@@ -13,19 +13,21 @@ import numpy as np
 import pytest
 import torch
 
-from flexflow_torch.runtime import FFConfig, FFModel, init_flexflow_runtime
+from flexflow_torch.runtime import FFConfig, FFModel
 from flexflow_torch.runtime import config as ff_config
 from .rt_helpers import BATCH, MODES
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _runtime():
-    """FlexFlow needs init_flexflow_runtime() once before any object is created.
+    """FlexFlow needs init_flexflow_runtime() once before any object is created; the
+    tests mark the runtime initialised without replacing pytest's sys.argv (test_config.py
+    tests init_flexflow_runtime itself).
 
     The tensors here are tiny: one thread per pytest-xdist worker avoids
     oversubscribing the cores."""
     torch.set_num_threads(1)
-    init_flexflow_runtime()
+    ff_config.ensure_runtime()
     yield
 
 
@@ -46,7 +48,7 @@ def mode(request, monkeypatch):
 def runtime_state(monkeypatch):
     """The runtime's global init state, restored after the test."""
     monkeypatch.setitem(ff_config._state, "initialized", ff_config._state["initialized"])
-    monkeypatch.setitem(ff_config._state, "extra_argv", list(ff_config._state["extra_argv"]))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
     return ff_config._state
 
 

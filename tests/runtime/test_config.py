@@ -131,15 +131,21 @@ def test_get_current_time_is_monotonic_microseconds(argv):
     cfg.end_trace(1)
 
 
+REQUIRED = {"num_gpus": 1, "memory_per_gpu": 1000, "zero_copy_memory_per_node": 1000}
+
+
 def test_init_dict_keys_become_flags(argv, runtime_state):
-    argv()
+    """Plain python: sys.argv becomes the script name and the translated flags."""
+    argv("-b", "99", "--model", "x")
+    runtime_state["initialized"] = False
     init_flexflow_runtime({"num_gpus": 2, "memory_per_gpu": 6000,
                            "zero_copy_memory_per_node": 3000, "num_cpus": 4,
                            "batch_size": 8, "epochs": 3, "learning_rate": 0.5,
                            "print_frequency": 10, "only_data_parallel": True,
                            "profiling": False, "disable_control_replication": True,
                            "not_a_flexflow_key": 123})
-    assert "--profiling" not in runtime_state["extra_argv"]    # False -> no flag
+    assert "--profiling" not in sys.argv                  # False -> no flag
+    assert "--model" not in sys.argv and "99" not in sys.argv   # the script's own flags are gone
     cfg = FFConfig()
     assert cfg.batch_size == 8 and cfg.epochs == 3 and cfg.workers_per_node == 2
     assert cfg.enable_control_replication is False
@@ -150,14 +156,35 @@ def test_init_dict_keys_become_flags(argv, runtime_state):
 
 def test_init_kwargs(argv, runtime_state):
     argv()
+    runtime_state["initialized"] = False
     init_flexflow_runtime(num_gpus=1, memory_per_gpu=1000, zero_copy_memory_per_node=1000,
                           batch_size=16)
     assert FFConfig().batch_size == 16
 
 
 def test_init_dict_and_kwargs_is_value_error(runtime_state):
+    runtime_state["initialized"] = False
     with pytest.raises(ValueError):
         init_flexflow_runtime({"batch_size": 4}, epochs=2)
+
+
+def test_init_requires_flexflows_keys(argv, runtime_state):
+    """Under plain python FlexFlow raises ValueError without num_gpus, memory_per_gpu and
+    zero_copy_memory_per_node (python/flexflow/core/__init__.py:117-124)."""
+    runtime_state["initialized"] = False
+    for configs in ({}, {"num_gpus": 1, "memory_per_gpu": 1000}, {"batch_size": 8}):
+        with pytest.raises(ValueError, match="num_gpus, memory_per_gpu, zero_copy_memory_per_node"):
+            init_flexflow_runtime(configs)
+    assert runtime_state["initialized"] is False
+
+
+def test_second_init_warns_and_changes_nothing(argv, runtime_state):
+    argv("-b", "8")
+    runtime_state["initialized"] = False
+    init_flexflow_runtime({**REQUIRED, "batch_size": 4})
+    with pytest.warns(UserWarning, match="more than once"):
+        init_flexflow_runtime({**REQUIRED, "batch_size": 16})
+    assert FFConfig().batch_size == 4
 
 
 def test_ffconfig_before_init(argv, runtime_state):
@@ -225,20 +252,24 @@ def test_init_keys_with_flexflow_quirks(argv, runtime_state):
     the parser does not know (no effect); --enable-attribute-parallel sets
     enable_parameter_parallel."""
     argv()
-    init_flexflow_runtime({"enable_inplace_optimizations": True,
+    runtime_state["initialized"] = False
+    init_flexflow_runtime({**REQUIRED, "enable_inplace_optimizations": True,
                            "enable_attribute_parallel": True})
-    assert "--enable-inplace-optimization" in runtime_state["extra_argv"]
+    assert "--enable-inplace-optimization" in sys.argv
     cfg = FFConfig()
     assert cfg.handle.get("enable_inplace_optimizations", False) is False
     assert cfg.handle["enable_parameter_parallel"] is True
 
 
-def test_script_args_and_init_flags_combine(argv, runtime_state):
-    """The script's own command line is kept; init's translated flags are read after it."""
-    argv("-b", "8", "-e", "2")
-    init_flexflow_runtime({"epochs": 5})
+def test_init_runtime_keeps_the_scripts_flexflow_flags(argv, runtime_state):
+    """flexflow_torch.init_runtime passes the command line's FlexFlow flags as keys, so
+    they survive FlexFlow's replacement of sys.argv."""
+    from flexflow_torch import init_runtime
+    argv("-b", "8", "-e", "2", "-ll:gpu", "2", "--model", "dir")
+    runtime_state["initialized"] = False
+    init_runtime()
     cfg = FFConfig()
-    assert cfg.batch_size == 8 and cfg.epochs == 5
+    assert cfg.batch_size == 8 and cfg.epochs == 2 and cfg.workers_per_node == 2
 
 
 @pytest.mark.parametrize("flags,degree", [(["-ll:gpu", "4"], 4), (["--nodes", "2"], 2),
