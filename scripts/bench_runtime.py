@@ -1,116 +1,211 @@
-"""Throughput of the embedded runtime against plain PyTorch, same models, same run.
+"""Training throughput: a converted model on the embedded runtime against the same model
+in PyTorch eager, same initial weights, data, optimizer (SGD), loss and thread count.
 
-Trains the MLP and CNN of examples/native (digits, batch 64, SGD) for a number of
-epochs on the embedded FlexFlow runtime (FlexFlow's fit loop, metrics included) and
-the same networks written in plain PyTorch (forward, cross-entropy, backward, SGD
-step, accuracy), after one warm-up epoch each; prints samples/s and the ratio.
+Each model runs in its own process. After warm-up steps on both sides, `--rounds`
+paired rounds alternate the two sides (which goes first alternates too, so that load
+changes hit both); each round times `--steps` steps per side. Prints, per model, the
+median samples/s of each side, the median of the per-round ratios (flexflow-torch /
+PyTorch, > 1 is faster) with its range, and the load average around the run.
 
-    python scripts/bench_runtime.py [--epochs 5] [--batch-size 64]
+The flexflow-torch step is FlexFlow's fit loop (next_batch on every loader, forward,
+zero_gradients, backward, update); the PyTorch step is forward, cross-entropy summed
+over positions / batch (the gradient FlexFlow's sparse cross-entropy gives), zero_grad,
+backward, SGD step.
+
+    python scripts/bench_runtime.py [--models mlp,gpt2,mt5] [--rounds 7] [--steps 4]
 """
 
 import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-import torch
-from sklearn.datasets import load_digits
-from torch import nn
-
-from flexflow_torch.runtime import (ActiMode, DataType, FFConfig, FFModel, LossType,
-                                    MetricsType, SGDOptimizer)
-from flexflow_torch.runtime.config import ensure_runtime
-
-
-def digits(images):
-    d = load_digits()
-    x = (d.images if images else d.data) / 16.0
-    x = x.reshape(-1, 1, 8, 8) if images else x
-    return x.astype("float32"), d.target.astype("int32").reshape(-1, 1)
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {
+    "mlp": "MLP 784-512-10, batch 64",
+    "gpt2": "GPT-2 4x256, vocab 8000, tied head, seq 64, batch 8",
+    "mt5": "MT5 of mt5_ff.py (d_model 128, 2+2 layers, vocab 2000), seq 48/47, batch 8",
+}
 
 
-def build_ff(ffmodel, batch, cnn):
-    if cnn:
-        x = ffmodel.create_tensor([batch, 1, 8, 8], DataType.DT_FLOAT)
-        t = ffmodel.conv2d(x, 16, 3, 3, 1, 1, 1, 1, ActiMode.AC_MODE_RELU)
-        t = ffmodel.conv2d(t, 32, 3, 3, 1, 1, 1, 1, ActiMode.AC_MODE_RELU)
-        t = ffmodel.flat(ffmodel.pool2d(t, 2, 2, 2, 2, 0, 0))
-        t = ffmodel.dense(t, 64, ActiMode.AC_MODE_RELU)
-    else:
-        x = ffmodel.create_tensor([batch, 64], DataType.DT_FLOAT)
-        t = ffmodel.dense(x, 128, ActiMode.AC_MODE_RELU)
-        t = ffmodel.dense(t, 128, ActiMode.AC_MODE_RELU)
-    return x, ffmodel.softmax(ffmodel.dense(t, 10))
+def load():
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def build_torch(cnn):
-    if cnn:
-        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 10))
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                         nn.Linear(128, 10))
-
-
-def run_ff(cnn, batch, epochs):
-    sys.argv = [sys.argv[0], "-b", str(batch)]
-    ffconfig = FFConfig()
-    ffmodel = FFModel(ffconfig)
-    x_t, _ = build_ff(ffmodel, batch, cnn)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.05),
-                    loss_type=LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
-                    metrics=[MetricsType.METRICS_ACCURACY,
-                             MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY])
-    x, y = digits(cnn)
-    dx, dy = ffmodel.create_data_loader(x_t, x), ffmodel.create_data_loader(ffmodel.label_tensor, y)
-    ffmodel.init_layers()
-    ffmodel.fit(x=dx, y=dy, epochs=1)                 # warm-up
-    start = time.perf_counter()
-    ffmodel.fit(x=dx, y=dy, epochs=epochs)
-    seconds = time.perf_counter() - start
-    return (len(x) // batch) * batch * epochs / seconds, ffmodel.get_perf_metrics().get_accuracy()
-
-
-def run_torch(cnn, batch, epochs):
+def build(name):
+    """(PyTorch model, input names, seq_length, batch, make_batch(rng) -> (inputs dict, labels))."""
+    import numpy as np
+    import torch
     torch.manual_seed(0)
-    model = build_torch(cnn)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    x, y = digits(cnn)
-    x, y = torch.from_numpy(x), torch.from_numpy(y).long().view(-1)
-    steps = len(x) // batch
+    if name == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+        batch, classes = 64, 10
 
-    def epoch():
-        correct = 0
-        for i in range(steps):
-            xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-            logits = model(xb)
-            loss = nn.functional.cross_entropy(logits, yb, reduction="sum") / batch
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            correct += int((logits.argmax(-1) == yb).sum())
-        return 100.0 * correct / (steps * batch)
-    epoch()                                           # warm-up
-    start = time.perf_counter()
-    for _ in range(epochs):
-        acc = epoch()
-    seconds = time.perf_counter() - start
-    return steps * batch * epochs / seconds, acc
+        def make(rng, n):
+            return {"input": rng.standard_normal((n, 784)).astype("float32")}, rng.integers(0, classes, (n,))
+        return model, None, None, batch, make
+    import transformers as tf
+    tf.logging.set_verbosity_error()
+    if name == "gpt2":
+        V, S = 8000, 64
+        cfg = tf.GPT2Config(vocab_size=V, n_embd=256, n_layer=4, n_head=4, n_positions=S, resid_pdrop=0.0,
+                            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+        model = tf.GPT2LMHeadModel(cfg).eval()
+
+        def make(rng, n):
+            return {"input_ids": rng.integers(0, V, (n, S))}, rng.integers(0, V, (n, S))
+        return model, ["input_ids"], S, 8, make
+    if name == "mt5":
+        sys.path.insert(0, str(ROOT / "examples" / "mt5"))
+        from common import DEFAULT_DATA, build_model, ensure_data, load_split, parse_args
+        meta = ensure_data(DEFAULT_DATA)
+        model = build_model(parse_args("bench", ["--optimizer", "sgd"]), meta["vocab_size"])
+        L = meta["max_length"]
+        data = load_split(DEFAULT_DATA, "train", None, 8)
+
+        def make(rng, n):
+            rows = rng.choice(len(data["source_ids"]), n, replace=False)
+            return ({"input_ids": data["source_ids"][rows], "attention_mask": data["source_mask"][rows],
+                     "decoder_input_ids": data["y_ids"][rows]}, data["lm_labels"][rows][..., 0])
+        return model, ["input_ids", "attention_mask", "decoder_input_ids"], (L, L - 1), 8, make
+    raise SystemExit(f"unknown model {name!r}")
+
+
+def flexflow_side(model, input_names, seq, batch, inputs, labels, lr):
+    """A step function training the converted model on the embedded runtime."""
+    from flexflow_torch import CrossEntropyHead, PyTorchModel
+    from flexflow_torch.runtime import SGDOptimizer
+    from flexflow_torch.verify import embedded_model
+    ffmodel = embedded_model(batch)
+    if input_names is None:
+        import torch
+        hf = PyTorchModel(model, example_inputs={"input": torch.from_numpy(inputs["input"][:batch])},
+                          batch_size=batch)
+    else:
+        hf = PyTorchModel(model, is_hf_model=True, input_names=input_names, batch_size=batch, seq_length=seq)
+    head = CrossEntropyHead(ffmodel, hf.torch_to_ff(ffmodel)[0])
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, lr), loss_type=head.loss_type, metrics=head.metrics)
+    loaders = hf.create_data_loaders(ffmodel, inputs) + [head.create_label_loader(ffmodel, labels)]
+    ffmodel.init_layers()
+    steps_per_pass = len(labels) // batch
+    state = {"i": steps_per_pass}
+
+    def step():
+        if state["i"] == steps_per_pass:
+            for d in loaders:
+                d.reset()
+            state["i"] = 0
+        for d in loaders:
+            d.next_batch(ffmodel)
+        ffmodel.forward()
+        ffmodel.zero_gradients()
+        ffmodel.backward()
+        ffmodel.update()
+        state["i"] += 1
+    return step
+
+
+def torch_side(model, input_names, batch, inputs, labels, lr):
+    import torch
+    import torch.nn.functional as F
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    names = list(inputs)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    y = torch.from_numpy(labels).long()
+    n = len(y) // batch
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] % n
+        sl = slice(i * batch, (i + 1) * batch)
+        if input_names is None:
+            logits = model(tensors[names[0]][sl])
+        else:
+            logits = model(**{k: tensors[k][sl] for k in names}).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[sl].reshape(-1), reduction="sum") / batch
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state["i"] += 1
+    return step
+
+
+def measure(name, rounds, steps, warmup):
+    import numpy as np
+    import torch
+    load_before = load()
+    model, input_names, seq, batch, make = build(name)
+    inputs, labels = make(np.random.default_rng(0), 16 * batch)
+    torch_model = copy.deepcopy(model).train()      # same initial weights (ties kept)
+    t0 = time.perf_counter()
+    ff = flexflow_side(model, input_names, seq, batch, inputs, labels, lr=0.01)
+    convert_s = time.perf_counter() - t0
+    pt = torch_side(torch_model, input_names, batch, inputs, labels, lr=0.01)
+    for _ in range(warmup):
+        ff()
+        pt()
+    per = {"ff": [], "torch": []}
+    sides = [("ff", ff), ("torch", pt)]
+    for r in range(rounds):
+        for key, fn in (sides if r % 2 == 0 else sides[::-1]):
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            per[key].append(steps * batch / (time.perf_counter() - start))
+    ratios = [a / b for a, b in zip(per["ff"], per["torch"])]
+    return {"model": name, "label": MODELS[name], "ff_sps": statistics.median(per["ff"]),
+            "torch_sps": statistics.median(per["torch"]), "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "threads": torch.get_num_threads(),
+            "convert_s": convert_s, "load": f"{load_before} -> {load()}",
+            "semantics": os.environ.get("FLEXFLOW_TORCH_SEMANTICS", "flexflow")}
+
+
+def run_rows(models, rounds, steps, warmup):
+    rows = []
+    for name in models:
+        out = subprocess.run([sys.executable, __file__, "--child", name, "--rounds", str(rounds),
+                              "--steps", str(steps), "--warmup", str(warmup)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            rows.append({"model": name, "label": MODELS[name], "error": out.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def print_rows(rows):
+    print(f"{'training (samples/s, median of paired rounds)':<78}{'flexflow-torch':>15}{'PyTorch':>9}"
+          f"{'ratio':>7}{'range':>13}  load 1/5/15 min")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['label']:<78}  failed: {r['error']}")
+            continue
+        print(f"{r['label']:<78}{r['ff_sps']:>15.1f}{r['torch_sps']:>9.1f}{r['ratio']:>7.2f}"
+              f"{r['ratio_min']:>6.2f}-{r['ratio_max']:<5.2f}  {r['load']}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=4, help="steps per side per round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    ensure_runtime()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch "
-          f"{args.batch_size}, {args.epochs} epochs after 1 warm-up epoch")
-    print(f"{'model':<6}{'embedded FF samples/s':>24}{'PyTorch samples/s':>20}{'ratio':>8}"
-          f"{'FF acc %':>10}{'torch acc %':>12}")
-    for name, cnn in (("MLP", False), ("CNN", True)):
-        ff, ff_acc = run_ff(cnn, args.batch_size, args.epochs)
-        pt, pt_acc = run_torch(cnn, args.batch_size, args.epochs)
-        print(f"{name:<6}{ff:>24.0f}{pt:>20.0f}{ff / pt:>8.2f}{ff_acc:>10.1f}{pt_acc:>12.1f}")
+    if args.child:
+        print(json.dumps(measure(args.child, args.rounds, args.steps, args.warmup)))
+        return
+    rows = run_rows(args.models.split(","), args.rounds, args.steps, args.warmup)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .layers import WRAPPERS, Layer, Op
 from .ops import OperatorMethods
 from .optimizers import check_optimizer
 from .serving import ServingOps
-from ..semantics.grad import scale_grad
+from .executor import GradStore, build_plan
 from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
 from .training import PerfMetrics, TrainingLoop
 
@@ -54,6 +54,8 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         self._metrics, self._comp_mode = [], CompMode.TRAINING
         self._perf = PerfMetrics(None)
         self._seeded_grads, self._pending_backward = {}, None
+        self._grad_store, self._plan, self._backward_done = GradStore(), None, False
+        self._final = self._problems_at = None
         self._generator = torch.Generator().manual_seed(0)
         self._grad_enabled = True
 
@@ -122,6 +124,10 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
     def _raise_problems(self, stage):
         """Raise the first problem FlexFlow hits at `stage`, at every such call (FlexFlow
         aborts the process: nothing runs past it)."""
+        if self._problems_at is not None:          # compiled: the problems no longer change
+            if stage in self._problems_at:
+                raise self._problems_at[stage]()
+            return
         for problem in self._input_problems:
             if problem.stage == stage:
                 raise problem.exception("create_tensor")
@@ -129,6 +135,15 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             for problem in layer.problems:
                 if problem.stage == stage:
                     raise problem.exception(layer.describe())
+
+    def _index_problems(self):
+        found = {}
+        for problem in self._input_problems:
+            found.setdefault(problem.stage, lambda p=problem: p.exception("create_tensor"))
+        for layer in self._graph:
+            for problem in layer.problems:
+                found.setdefault(problem.stage, lambda p=problem, l=layer: p.exception(l.describe()))
+        self._problems_at = found
 
     # -- tensors ---------------------------------------------------------------------
     def create_tensor(self, dims, data_type, create_grad=True):
@@ -185,10 +200,15 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
 
     def _final_layer(self):
         """The loss binds to the model's sink (see semantics.model.final_layer_problem)."""
+        if self._final is not None:
+            return self._final
         if not self._graph:
             raise ModelStateError("the model has no operators")
         ends = rules.sinks(self._graph)
-        return ends[-1] if ends else self._graph[-1]
+        final = ends[-1] if ends else self._graph[-1]
+        if self._compiled:              # the graph is fixed from compile on
+            self._final = final
+        return final
 
     def _final_output_handle(self):
         layer = self._final_layer()
@@ -243,6 +263,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
                                    label="label tensor", part=label.part)
         self._plan_gradients()
         self._compiled = True
+        self._index_problems()
         for ff_tensor, np_tensor in self.attr_tensors.items():
             ff_tensor.set_tensor(self, np_tensor)
         print("Compiled ffmodel!")
@@ -303,40 +324,40 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             raise ModelStateError("call compile() and init_layers() before forward()")
         self._raise_problems(Stage.FORWARD)
         training = self._grad_enabled and self._comp_mode == CompMode.TRAINING
+        if self._plan is None:
+            self._plan = build_plan(self)
+            self._inplace_inputs = {id(layer.inplace_input) for layer in self._graph
+                                    if layer.inplace_input is not None}
         fed = []
         for h in self._input_handles:
-            # flexflow: autograd runs through inputs, but their gradient is never written
-            # (partition.cc Repartition::backward:280-285; see Tensor.get_gradients)
-            want_grad = training and h.data_type in FLOAT_TYPES and (h.create_grad or not self._exact)
-            h.value = h.value.detach().requires_grad_(want_grad)
+            h.value = h.value.detach().requires_grad_(training and self._input_wants_grad(h))
             fed.append(h.value)
         for layer in self._graph:
             for h in layer.outputs:
                 h.grad_value = None
         self._seeded_grads = {}
+        self._grad_store.clear()
+        self._backward_done = False
         with torch.set_grad_enabled(training):
-            for layer in self._graph:
-                values = [h.value for h in layer.inputs]
-                if training:
-                    values = [scale_grad(v, c) if v.requires_grad else v
-                              for v, c in zip(values, layer.grad_coefficients)]
-                outs = layer.forward(values, [w.value for w in layer.weights])
-                for k, (h, value) in enumerate(zip(layer.outputs, outs)):
-                    if value.requires_grad:
-                        value.retain_grad()
-                    elif training and value.is_floating_point():
-                        # FlexFlow runs every operator's backward: an activation has a
-                        # gradient even when no weight lies upstream of it
-                        value = outs[k] = value.detach().requires_grad_(True)
-                    h.value = value
-                if layer.inplace_input is not None:
-                    self._alias(layer.inplace_input, layer.outputs[0], outs[0])
+            for step in self._plan:
+                step.run(self, training)
         # An in-place op on a graph input writes into the input's Repartition output,
         # not into the input itself (model.cc create_operator_from_layer OP_INPUT:3147-3153
         # returns the Repartition; partition.cc Repartition::forward copies every pass)
         for h, value in zip(self._input_handles, fed):
             h.value = value
         self._pending_backward = training
+
+    def _input_wants_grad(self, h):
+        """Whether autograd must run into a graph input. FlexFlow never writes an input's
+        gradient (partition.cc Repartition::backward:280-285), so it is only needed where
+        an in-place operator shares the input's gradient buffer; exact mode reports the
+        true gradient of inputs created with create_grad."""
+        if h.data_type not in FLOAT_TYPES:
+            return False
+        if self._exact:
+            return h.create_grad
+        return id(h) in self._inplace_inputs
 
     def _alias(self, src, out, value):
         """An in-place op: its output reuses `src`'s storage. In FlexFlow both also share
@@ -351,6 +372,10 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         else:
             out.grad_value = src.value if not self._exact else None
         src.value = value
+
+    def _grad_of(self, value):
+        """The gradient autograd gave `value` in the last backward (None if none)."""
+        return self._grad_store.of(value)
 
     def zero_gradients(self):
         if self._comp_mode == CompMode.TRAINING:
@@ -391,6 +416,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             if layer.regularizer:
                 kernel = layer.weights[0].value
                 kernel.grad = kernel.grad + layer.regularizer * scale * kernel.detach()
+        self._backward_done = True
 
     def update(self):
         if self._optimizer is None:

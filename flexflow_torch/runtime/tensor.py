@@ -48,7 +48,8 @@ class TensorHandle:
     """Runtime storage behind a `Tensor`: what FlexFlow keeps in Legion regions."""
 
     __slots__ = ("dims", "data_type", "value", "owner_layer", "output_index",
-                 "create_grad", "is_parameter", "initializer", "label", "part", "grad_value")
+                 "create_grad", "is_parameter", "initializer", "label", "part", "grad_value",
+                 "pending")
 
     def __init__(self, dims, data_type, owner_layer=None, output_index=0,
                  create_grad=True, is_parameter=False, initializer=None, label="", part=None):
@@ -62,7 +63,8 @@ class TensorHandle:
         self.initializer = initializer
         self.label = label
         self.part = part          # NumPy axis split across data-parallel GPUs
-        self.grad_value = None    # the tensor whose .grad is this one's gradient (in place)
+        self.grad_value = None    # the tensor whose gradient is this one's (in place)
+        self.pending = None       # the fused group that computes this tensor on demand
 
     @property
     def torch_dtype(self):
@@ -110,6 +112,8 @@ class Tensor:
 
     # -- reading and writing values ------------------------------------------------
     def _value(self):
+        if self.handle.value is None and self.handle.pending is not None:
+            self.handle.pending.materialize(grads=False)
         if self.handle.value is None:
             raise ModelStateError(
                 f"{self.handle.describe()} has no value yet: run forward() (for "
@@ -161,12 +165,12 @@ class Tensor:
             raise DTypeError(f"set_tensor: a {np_array.dtype} array cannot be written into a "
                              f"{self.data_type.name} tensor")
         device = ffmodel._device if ffmodel is not None else "cpu"
-        value = torch.from_numpy(np_array.copy()).to(device)
         if self.handle.is_parameter and self.handle.value is not None:
             with torch.no_grad():
-                self.handle.value.copy_(value)
+                self.handle.value.copy_(torch.from_numpy(np_array))
         else:
-            self.handle.value = value
+            self.handle.value = torch.from_numpy(np_array.copy()).to(device)
+            self.handle.pending = None
         return True
 
     def get_gradients(self, ffmodel, comm_type):
@@ -174,6 +178,8 @@ class Tensor:
 
         For the final operator this is the loss gradient FlexFlow writes into its
         output (e.g. (p - onehot) / batch_size for sparse cross-entropy)."""
+        if self.handle.pending is not None:
+            self.handle.pending.materialize(grads=True)
         value = self._value()
         grad = None
         if ffmodel is not None and self.handle in ffmodel._input_handles and not ffmodel._exact:
@@ -183,7 +189,7 @@ class Tensor:
         elif ffmodel is not None:
             grad = ffmodel._seeded_grads.get(id(self.handle))
         if grad is None and value.requires_grad:
-            grad = value.grad
+            grad = ffmodel._grad_of(value) if ffmodel is not None else value.grad
         layer = self.handle.owner_layer
         if grad is not None and layer is not None and not self.handle.is_parameter \
                 and self.handle.grad_value is None and ffmodel is not None and not ffmodel._exact:
@@ -218,6 +224,7 @@ class Tensor:
         if value.device.type != "cpu":
             raise ModelStateError("get_array views host memory; the embedded runtime is "
                                   "running on a GPU: use get_tensor instead")
+        value._ff_external = True       # written through NumPy: nothing may cache what it holds
         return value.detach().numpy().reshape(self.dims)
 
     def get_flat_array(self, ffmodel, ffconfig):
@@ -230,6 +237,8 @@ class Tensor:
             raise DTypeError(f"cannot attach a {np_array.dtype} array to a "
                              f"{self.data_type.name} tensor")
         self.handle.value = torch.from_numpy(np_array)
+        self.handle.value._ff_external = True       # the caller's array: it may change any time
+        self.handle.pending = None
 
     def detach_numpy_array(self, ffconfig):
         self.handle.value = self.handle.value.clone() if self.handle.value is not None else None

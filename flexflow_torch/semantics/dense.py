@@ -213,11 +213,12 @@ class Embedding(OpSpec):
 
     def forward(self, run, ins, ws, num_embeddings, embedding_dim, aggr, dtype="DT_FLOAT"):
         ids = ins[0]
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_embeddings):
-            raise ShapeError(f"embedding: ids must lie in [0, {num_embeddings}), got "
-                             f"[{int(ids.min())}, {int(ids.max())}] (FlexFlow has no bounds check "
-                             "and would read out of bounds)")
-        rows = F.embedding(ids.long(), ws[0])
+        if ids.numel():
+            lo, hi = (int(v) for v in torch.aminmax(ids))
+            if lo < 0 or hi >= num_embeddings:
+                raise ShapeError(f"embedding: ids must lie in [0, {num_embeddings}), got [{lo}, {hi}] "
+                                 "(FlexFlow has no bounds check and would read out of bounds)")
+        rows = F.embedding(ids if ids.dtype == torch.int32 else ids.long(), ws[0])
         if aggr == "AGGR_MODE_SUM":
             return [rows.sum(-2)]
         if aggr == "AGGR_MODE_AVG":

@@ -3,6 +3,7 @@ src/ops/kernels/*_kernels.cu)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -216,7 +217,46 @@ class Gather(OpSpec):
 
     def forward(self, run, ins, ws, dim):
         x, idx = ins
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= x.shape[dim]):
-            raise ShapeError(f"gather: indices must lie in [0, {x.shape[dim]}) (FlexFlow has no bounds "
+        index, perm = checked_index(run, x, idx, dim)
+        if perm is not None:          # a constant permutation: the same values as the gather
+            shape, order = perm
+            return [x.reshape((x.shape[0],) + shape).permute(order).reshape(x.shape)]
+        return [torch.gather(x, dim, index)]
+
+    def index_checker(self, run, dim):
+        """idx -> idx as int64 after the bounds check, for a fused use of this gather."""
+        return lambda x, idx: checked_index(run, x, idx, dim)[0]
+
+
+def checked_index(run, x, idx, dim):
+    """(idx as int64, permutation or None) after FlexFlow's missing bounds check, kept
+    while `idx` is the same unchanged tensor (constants change once per data pass).
+    `run.state["shapes"]` may list per-sample shapes whose axis permutations the index
+    is tested against (a transpose recorded as a gather): (shape, permute order)."""
+    cached = run.state.get("index")
+    size = x.shape[dim]
+    if cached is not None and cached[0] is idx and cached[1] == idx._version and cached[2] == size:
+        return cached[3], cached[4]
+    if idx.numel():
+        lo, hi = (int(v) for v in torch.aminmax(idx))
+        if lo < 0 or hi >= size:
+            raise ShapeError(f"gather: indices must lie in [0, {size}) (FlexFlow has no bounds "
                              "check and would read out of bounds)")
-        return [torch.gather(x, dim, idx.long())]
+    index = idx.long()
+    perm = _permutation(run.state.get("shapes", ()), index, x, dim)
+    if not getattr(idx, "_ff_external", False):         # not a user's attached array
+        run.state["index"] = (idx, idx._version, size, index, perm)
+    return index, perm
+
+
+def _permutation(shapes, index, x, dim):
+    if dim != 1 or x.dim() != 2 or index.shape != x.shape:
+        return None
+    for shape in shapes:
+        base = torch.arange(x.shape[1], device=index.device).reshape(shape)
+        for order in itertools.permutations(range(len(shape))):
+            if list(order) == sorted(order):
+                continue
+            if torch.equal(index, base.permute(order).reshape(1, -1).expand_as(index)):
+                return tuple(shape), (0,) + tuple(1 + k for k in order)
+    return None

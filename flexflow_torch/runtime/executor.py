@@ -1,0 +1,182 @@
+"""How `FFModel.forward` runs the recorded layers: a step plan built once per model.
+
+At the first forward after `init_layers` the layers (FlexFlow's order) become steps:
+- a `LayerStep` per layer, its forward bound to its arguments and the inputs whose
+  gradient FlexFlow scales (`FFModel._plan_gradients`) listed once;
+- a `GroupStep` per fused group (`runtime/fusion.py`): a composition that converted
+  programs use for softmax, the loss head and permutations, run as PyTorch's fused
+  kernels with the same values and gradients up to float rounding. The group's inner
+  tensors are recomputed, unfused, when something reads them (`materialize`).
+
+Activation gradients are kept by reference (`GradStore`); `retain_grad` would copy
+every one of them on every backward.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..semantics.grad import scale_grad
+
+
+def _keep(grads, key, index, grad_outputs):
+    grads[key] = grad_outputs[index]
+
+
+class GradStore:
+    """The gradient autograd computed for each activation of the last backward, kept by
+    reference from a tensor hook (leaves keep theirs in `.grad`)."""
+
+    def __init__(self):
+        self.grads = {}
+
+    def clear(self):
+        self.grads.clear()          # the hooks hold this dict: clear it, never replace it
+
+    def watch(self, value):
+        """Keep `value`'s gradient when autograd computes it (a pre-hook on the node that
+        produced it sees the summed gradient of each of its outputs)."""
+        value.grad_fn.register_prehook(functools.partial(_keep, self.grads, id(value), value.output_nr))
+
+    def of(self, value):
+        """The gradient of `value` from the last backward, or None."""
+        if value.is_leaf:
+            return value.grad
+        return self.grads.get(id(value))
+
+    def put(self, value, grad):
+        self.grads[id(value)] = grad
+
+
+def bind_outputs(model, layer, outs, training):
+    """Store a layer's output values: gradients kept for every float output (FlexFlow runs
+    every operator's backward, so an activation has a gradient even when no weight lies
+    upstream of it), in-place outputs aliased."""
+    store = model._grad_store
+    for k, (h, value) in enumerate(zip(layer.outputs, outs)):
+        if training:
+            if value.requires_grad:
+                store.watch(value)
+            elif value.is_floating_point():
+                value = outs[k] = value.detach().requires_grad_(True)
+        h.value = value
+        h.pending = None
+    if layer.inplace_input is not None:
+        model._alias(layer.inplace_input, layer.outputs[0], outs[0])
+
+
+def _scaled(values, scaled):
+    for i, c in scaled:
+        if values[i].requires_grad:
+            values[i] = scale_grad(values[i], c)
+    return values
+
+
+class LayerStep:
+    __slots__ = ("layer", "forward", "scaled")
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.forward = functools.partial(layer.spec.forward, layer.run, **layer.attrs)
+        self.scaled = [(i, c) for i, c in enumerate(layer.grad_coefficients) if c != 1.0]
+
+    def run(self, model, training):
+        layer = self.layer
+        values = [h.value for h in layer.inputs]
+        if training and self.scaled:
+            values = _scaled(values, self.scaled)
+        bind_outputs(model, layer, self.forward(values, [w.value for w in layer.weights]), training)
+
+
+class GroupStep:
+    """A fused group (see fusion.FusedGroup): its fused computation when the group's
+    run-time conditions hold, else its layers one by one."""
+
+    __slots__ = ("group", "steps", "saved", "model", "values_ready")
+
+    def __init__(self, group, model):
+        self.group, self.model = group, model
+        self.steps = [LayerStep(layer) for layer in group.layers]
+        self.saved, self.values_ready = None, False
+
+    def run(self, model, training):
+        group = self.group
+        values = [h.value for h in group.inputs]
+        self.saved = None
+        if not group.applies(values):
+            for step in self.steps:
+                step.run(model, training)
+            return
+        ins = _scaled(list(values), group.scaled) if training and group.scaled else values
+        outs, known = group.fused(ins, training)
+        self.saved, self.values_ready = (values, training), False
+        for h in group.interior:
+            h.value, h.pending = known.get(h), self
+        store = model._grad_store
+        for h, value in zip(group.outputs, outs):
+            if training:
+                if value.requires_grad:
+                    store.watch(value)
+                elif value.is_floating_point():
+                    value = value.detach().requires_grad_(True)
+            h.value, h.pending = value, None
+
+    def materialize(self, grads):
+        """Give the group's inner tensors their values - and, once the step's backward
+        has run, their gradients - by running its layers unfused on the values the fused
+        run read."""
+        if self.saved is None:
+            return
+        values, training = self.saved
+        with_grads = grads and training and self.model._backward_done
+        if self.values_ready and not with_grads:
+            return
+        group, store = self.group, self.model._grad_store
+        env = {}
+        with torch.set_grad_enabled(with_grads):
+            for h, v in zip(group.inputs, values):
+                env[id(h)] = v.detach().requires_grad_(with_grads and v.is_floating_point())
+            for step in self.steps:
+                layer = step.layer
+                ins = [env[id(h)] for h in layer.inputs]
+                outs = step.forward(_scaled(ins, step.scaled) if with_grads else ins,
+                                    [w.value.detach() for w in layer.weights])
+                for h, v in zip(layer.outputs, outs):
+                    if v.requires_grad:
+                        v.retain_grad()
+                    env[id(h)] = v
+            if with_grads:
+                pairs = [(env[id(h)], store.of(h.value)) for h in group.outputs if h.value.requires_grad]
+                pairs = [(v, g) for v, g in pairs if g is not None and v.requires_grad]
+                if pairs:
+                    torch.autograd.backward([v for v, _ in pairs], [g for _, g in pairs])
+        for h in group.interior:
+            v = env[id(h)]
+            value = v.detach()
+            if training:
+                value.requires_grad_(v.is_floating_point())
+                if with_grads and v.requires_grad:
+                    value.grad = v.grad
+            h.value = value
+        self.values_ready = True
+        if with_grads or not training:
+            self.saved = None
+            for h in group.interior:
+                h.pending = None
+
+
+def build_plan(model):
+    """The model's steps, fused groups in place of their layers."""
+    from .fusion import find_groups
+    groups = find_groups(model._graph, model)
+    first = {id(g.layers[0]): g for g in groups}
+    inside = {id(layer) for g in groups for layer in g.layers}
+    steps = []
+    for layer in model._graph:
+        if id(layer) in first:
+            steps.append(GroupStep(first[id(layer)], model))
+        elif id(layer) not in inside:
+            steps.append(LayerStep(layer))
+    return steps
