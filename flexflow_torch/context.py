@@ -384,30 +384,61 @@ class ConversionContext:
         perm = [int(p) for p in perm]
         if perm == list(range(len(perm))):
             return x
-        return self.gather_moves(x, lambda t: t.permute(perm))
+        key = ("moves", ("permute", tuple(perm)), x.shape, x.part)
+        if key not in self.cache and perm[0] == 0 and math.prod(x.shape) < 2**31:
+            self.cache[key] = self._per_sample_permutation(x, perm)
+        return self.gather_moves(x, lambda t: t.permute(perm), key=("permute", tuple(perm)))
 
-    def gather_moves(self, x: Value, index_fn):
+    def _per_sample_permutation(self, x, perm):
+        """gather_moves' plan for a permutation that keeps the batch on axis 0, computed
+        on one sample."""
+        inner = x.shape[1:]
+        src = torch.arange(math.prod(inner), dtype=torch.int32).reshape(inner).permute([p - 1 for p in perm[1:]])
+        out_shape = (x.shape[0],) + tuple(src.shape)
+        src = src.reshape(1, -1)
+        if torch.equal(src[0], torch.arange(src.shape[1], dtype=torch.int32)):
+            return "reshape", None, out_shape
+        B = x.shape[0]
+        if x.part == 0:
+            return "rows", self.constant(src.expand(B, -1)), out_shape
+        starts = torch.arange(B, dtype=torch.int32).unsqueeze(1) * src.shape[1]
+        return "flat", self.constant((starts + src).reshape(-1)), out_shape
+
+    def gather_moves(self, x: Value, index_fn, key=None):
         """Any data movement with constant indices (`index_fn` applied to a tensor of
         x's shape): a reshape when the order is unchanged, else a FlexFlow gather -
         along axis 1 of (batch, rest) when every output sample reads only its own
-        input sample, else over the flattened tensor (one GPU only)."""
+        input sample, else over the flattened tensor (one GPU only). `key` names the
+        movement so that its index is computed once per input shape."""
+        plan_key = None if key is None else ("moves", key, x.shape, x.part)
+        plan = self.cache.get(plan_key) if plan_key is not None else None
+        if plan is None:
+            plan = self._moves_plan(x, index_fn)
+            if plan_key is not None:
+                self.cache[plan_key] = plan
+        kind, idx, out_shape = plan
+        if kind == "reshape":
+            return self.reshape(x, out_shape)
+        B = x.shape[0]
+        if kind == "rows":
+            flat = self.reshape(x, (B, math.prod(x.shape[1:])))
+            return self.reshape(self.emit("gather", {"input": flat, "index": idx}, {"dim": 1}), out_shape)
+        flat = self.reshape(x, (math.prod(x.shape),))
+        return self.reshape(self.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), out_shape)
+
+    def _moves_plan(self, x, index_fn):
         src = index_fn(torch.arange(math.prod(x.shape)).reshape(x.shape))
         out_shape = tuple(src.shape) or (1,)
         flat_src = src.reshape(-1)
         if flat_src.numel() == math.prod(x.shape) and torch.equal(flat_src, torch.arange(flat_src.numel())):
-            return self.reshape(x, out_shape)
+            return "reshape", None, out_shape
         B = x.shape[0]
         per = math.prod(x.shape[1:])
         if out_shape[0] == B and x.part == 0 and len(out_shape) > 1:
             rows = src.reshape(B, -1)
             if torch.equal(rows // per, torch.arange(B).unsqueeze(1).expand_as(rows)):
-                idx = self.constant((rows % per).to(torch.int32))
-                flat = self.reshape(x, (B, per))
-                out = self.emit("gather", {"input": flat, "index": idx}, {"dim": 1})
-                return self.reshape(out, out_shape)
-        flat = self.reshape(x, (math.prod(x.shape),))
-        idx = self.constant(flat_src.to(torch.int32))
-        return self.reshape(self.emit("gather", {"input": flat, "index": idx}, {"dim": 0}), out_shape)
+                return "rows", self.constant((rows % per).to(torch.int32)), out_shape
+        return "flat", self.constant(flat_src.to(torch.int32)), out_shape
 
     def view(self, x: Value, torch_shape):
         """x reshaped to the PyTorch shape `torch_shape` (per sample if x is lifted)."""

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 import torch
 from torch.export.graph_signature import InputKind, TensorArgument
 
-from .capture import export_model
+from .capture import ASSERTS, decompose_all, decompose_missing, export_model, missing_converter
 from .context import Param
 from .errors import ConversionError
 from . import passes
 
 aten = torch.ops.aten
-_ASSERTS = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
-            aten.sym_constrain_range_for_size.default}
 
 
 @dataclass
@@ -38,10 +36,43 @@ class PreparedGraph:
 
 def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False) -> PreparedGraph:
     ep, out_names = export_model(model, inputs, positional, is_hf_model, training)
-    gm = ep.graph_module
-    graph = gm.graph
+    graph, state = _signature(ep, inputs)
+    if not _decompose_missing(graph, state):
+        ep = decompose_all(ep)
+        graph, state = _signature(ep, inputs)
+    params, constants, user_inputs = state
+    ties = passes.canonicalize_tied_parameters(graph, params)
+    params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
+    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    graph.eliminate_dead_code()             # the fusions count users: no dead ones among them
+    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
+               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
+               "dense_activation": passes.fuse_dense_activation(graph, params),
+               "high_rank_views": passes.collapse_high_rank_views(graph)}
+    graph.eliminate_dead_code()
+    output_node = next(n for n in graph.nodes if n.op == "output")
+    outs = list(output_node.args[0])
+    first = next(iter(inputs.values()))
+    return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
+                         output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
+                         example_inputs=inputs, training=training, ties=ties, fusions=fusions)
+
+
+def _decompose_missing(graph, state) -> bool:
+    """Decompose the ops without a converter that constant folding will not remove, each
+    on its own (capture.decompose_missing); False if the whole program must be."""
+    params, constants, user_inputs = state
+    if not any(missing_converter(n) for n in graph.nodes):
+        return True
+    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    return decompose_missing(graph, [n for n in graph.nodes if missing_converter(n) and n not in folded])
+
+
+def _signature(ep, inputs):
+    """The graph without its assertions, and (params, constants, user inputs) by placeholder."""
+    graph = ep.graph_module.graph
     for node in list(graph.nodes):
-        if node.op == "call_function" and node.target in _ASSERTS:
+        if node.op == "call_function" and node.target in ASSERTS:
             graph.erase_node(node)
     by_name = {n.name: n for n in graph.nodes if n.op == "placeholder"}
     params, constants, user_specs = {}, {}, []
@@ -69,20 +100,7 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
             user_inputs[node] = name
     else:
         raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
-    ties = passes.canonicalize_tied_parameters(graph, params)
-    params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
-    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
-    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
-               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
-               "dense_activation": passes.fuse_dense_activation(graph, params),
-               "high_rank_views": passes.collapse_high_rank_views(graph)}
-    graph.eliminate_dead_code()
-    output_node = next(n for n in graph.nodes if n.op == "output")
-    outs = list(output_node.args[0])
-    first = next(iter(inputs.values()))
-    return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
-                         output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
-                         example_inputs=inputs, training=training, ties=ties, fusions=fusions)
+    return graph, (params, constants, user_inputs)
 
 
 def ties_first(ties, params):

@@ -1,28 +1,37 @@
-"""Conversion time and peak memory of an mt5-small-sized model against torch.export alone.
+"""Conversion, and one training step, of an mt5-small-sized model: flexflow-torch against
+torch.export alone and against PyTorch eager.
 
-Builds a randomly initialised MT5ForConditionalGeneration with google/mt5-small's
-configuration (300M parameters, untied LM head as in the checkpoint, vocabulary 250112), then in separate processes
-(so that peak memory is each one's own):
+The model is a randomly initialised MT5ForConditionalGeneration with google/mt5-small's
+configuration as Transformers 5 builds it: the LM head tied to the shared embedding
+(172M parameters, vocabulary 250,112); `--variants untied` gives the head its own weight
+as google/mt5-small's checkpoint has (300M parameters). Each measurement runs in its own
+process, so that its peak memory is its own:
   export   torch.export.export(strict=False) of the model, nothing else;
   convert  PyTorchModel(...) + torch_to_ff into an embedded-runtime FFModel + compile
-           (which loads every PyTorch weight into the FlexFlow layers).
-Prints wall time, peak resident memory and the memory added over the built model.
+           (which loads every PyTorch weight into the FlexFlow layers);
+  step     (`--step`) one Adam step at batch 8, seq 48/47 after a warm-up step, on the
+           embedded runtime (FlexFlow's fit step) and in PyTorch eager (the same Adam
+           rule); seconds per step and peak memory.
+"added" is the peak resident memory over what the process held with the model built.
 
-    python scripts/bench_convert.py [--batch-size 8] [--seq-length 48]
+    python scripts/bench_convert.py [--variants tied,untied] [--repeats 2] [--step]
 """
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 MT5_SMALL = dict(vocab_size=250112, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
                  num_decoder_layers=8, num_heads=6, relative_attention_num_buckets=32,
                  relative_attention_max_distance=128, dropout_rate=0.0,
-                 feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                 decoder_start_token_id=0)
+                 feed_forward_proj="gated-gelu", decoder_start_token_id=0)
 INPUT_NAMES = ["input_ids", "attention_mask", "decoder_input_ids"]
 
 
@@ -40,64 +49,188 @@ def rss_mb():
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(mode, batch, seq):
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")                        # reset the peak (VmHWM) to the current RSS
+
+
+def build(variant):
     import torch
     from transformers import MT5Config, MT5ForConditionalGeneration
     torch.manual_seed(0)
     model = MT5ForConditionalGeneration(MT5Config(**MT5_SMALL)).eval()
-    # Transformers 5 forces MT5's LM head to share the input embedding; google/mt5-small's
-    # checkpoint has a separate LM head (300M parameters): give it its own weight.
-    model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
-    model.config.tie_word_embeddings = False
+    if variant == "untied":
+        model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
+        model.config.tie_word_embeddings = False
     model.config.use_cache = False          # no KV-cache objects in the outputs (both modes)
-    params = sum(p.numel() for p in model.parameters())
+    return model
+
+
+def convert(model, batch, seq, optimizer="sgd"):
+    from flexflow_torch import CrossEntropyHead, PyTorchModel
+    from flexflow_torch.runtime import AdamOptimizer, SGDOptimizer
+    from flexflow_torch.verify import embedded_model
+    ffmodel = embedded_model(batch)
+    hf = PyTorchModel(model, is_hf_model=True, input_names=INPUT_NAMES, batch_size=batch,
+                      seq_length=(seq, seq - 1))
+    head = CrossEntropyHead(ffmodel, hf.torch_to_ff(ffmodel)[0])
+    opt = AdamOptimizer(ffmodel, alpha=1e-4) if optimizer == "adam" else SGDOptimizer(ffmodel, 0.01)
+    ffmodel.compile(optimizer=opt, loss_type=head.loss_type, metrics=head.metrics)
+    return ffmodel, hf, head
+
+
+def measure(mode, variant, batch, seq):
+    import torch
+    model = build(variant)
+    unique = {id(p): p for p in model.parameters()}
+    params = sum(p.numel() for p in unique.values())
     base = rss_mb()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")                        # reset the peak (VmHWM) to the current RSS
-    start = time.perf_counter()
+    reset_peak()
+    start, cpu = time.perf_counter(), time.process_time()
     if mode == "export":
         from flexflow_torch.capture import make_example_inputs
         inputs = make_example_inputs(model, INPUT_NAMES, batch, (seq, seq - 1))
         with torch.no_grad():
             torch.export.export(model, (), dict(inputs, use_cache=False), strict=False)
     else:
-        from flexflow_torch import CrossEntropyHead, PyTorchModel
-        from flexflow_torch.runtime import SGDOptimizer
-        from flexflow_torch.verify import embedded_model
-        ffmodel = embedded_model(batch)
-        outputs = PyTorchModel(model, is_hf_model=True, input_names=INPUT_NAMES,
-                               batch_size=batch, seq_length=(seq, seq - 1)).torch_to_ff(ffmodel)
-        head = CrossEntropyHead(ffmodel, outputs[0])
-        ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.01), loss_type=head.loss_type, metrics=head.metrics)
-    seconds = time.perf_counter() - start
-    return {"mode": mode, "params": params, "seconds": seconds, "peak_mb": peak_rss_mb(),
-            "model_mb": base, "added_mb": peak_rss_mb() - base}
+        convert(model, batch, seq)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"mode": mode, "variant": variant, "params": params, "weights_mb": params * 4 / 2**20,
+            "seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_rss_mb(), "model_mb": base, "added_mb": peak_rss_mb() - base}
+
+
+def measure_step(side, variant, batch, seq, steps=2, limit_gb=14):
+    """Seconds per Adam step (median of `steps` after one warm-up) and peak memory; the
+    process's address space is capped at `limit_gb` (a failed allocation, not the
+    machine's OOM killer)."""
+    resource.setrlimit(resource.RLIMIT_AS, (limit_gb << 30, limit_gb << 30))
+    import numpy as np
+    import torch
+    model = build(variant)
+    rng = np.random.default_rng(0)
+    n = batch * (steps + 1)
+    V = MT5_SMALL["vocab_size"]
+    arrays = {"input_ids": rng.integers(2, V, (n, seq)), "attention_mask": np.ones((n, seq), np.int64),
+              "decoder_input_ids": rng.integers(2, V, (n, seq - 1))}
+    labels = rng.integers(2, V, (n, seq - 1))
+    base = rss_mb()
+    reset_peak()
+    times = []
+    if side == "flexflow":
+        ffmodel, hf, head = convert(model, batch, seq, optimizer="adam")
+        loaders = hf.create_data_loaders(ffmodel, arrays) + [head.create_label_loader(ffmodel, labels)]
+        ffmodel.init_layers()
+        for d in loaders:
+            d.reset()
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            for d in loaders:
+                d.next_batch(ffmodel)
+            ffmodel.forward()
+            ffmodel.zero_gradients()
+            ffmodel.backward()
+            ffmodel.update()
+            times.append(time.perf_counter() - start)
+    else:
+        sys.path.insert(0, str(ROOT / "examples" / "mt5"))
+        from common import FlexFlowAdam
+        model.train()
+        opt = FlexFlowAdam(model.parameters(), lr=1e-4)
+        x = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        y = torch.from_numpy(labels)
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            sl = slice(i * batch, (i + 1) * batch)
+            logits = model(**{k: v[sl] for k, v in x.items()}).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y[sl].reshape(-1), reduction="sum") / batch
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - start)
+    return {"mode": "step", "side": side, "variant": variant, "seconds": statistics.median(times[1:]),
+            "peak_mb": peak_rss_mb(), "model_mb": base, "added_mb": peak_rss_mb() - base}
+
+
+def child(args, *extra):
+    out = subprocess.run([sys.executable, __file__, "--batch-size", str(args.batch_size), "--seq-length",
+                          str(args.seq_length), *extra], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["killed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_rows(args):
+    rows = []
+    for variant in args.variants.split(","):
+        got = {"export": [], "convert": []}
+        for _ in range(args.repeats):
+            for mode in ("export", "convert"):
+                got[mode].append(child(args, "--child", mode, "--variant", variant))
+        row = {"variant": variant, "load": "/".join(f"{x:.1f}" for x in os.getloadavg())}
+        for mode, results in got.items():
+            ok = [r for r in results if "error" not in r]
+            if not ok:
+                row[mode] = results[0]
+                continue
+            row[mode] = dict(ok[0], seconds=statistics.median(r["seconds"] for r in ok),
+                             cpu_seconds=statistics.median(r["cpu_seconds"] for r in ok),
+                             peak_mb=max(r["peak_mb"] for r in ok), added_mb=max(r["added_mb"] for r in ok))
+        if args.step:
+            row["step"] = {side: child(args, "--child", "step", "--side", side, "--variant", variant,
+                                       "--memory-limit-gb", str(args.memory_limit_gb))
+                           for side in ("torch", "flexflow")}
+        rows.append(row)
+    return rows
+
+
+def print_rows(rows, batch, seq):
+    for row in rows:
+        e, c = row["export"], row["convert"]
+        if "error" in e or "error" in c:
+            print(f"mt5-small ({row['variant']}): failed: {e.get('error') or c.get('error')}")
+            continue
+        print(f"mt5-small-sized MT5, {row['variant']} head ({e['params'] / 1e6:.0f}M parameters, "
+              f"{e['weights_mb']:.0f} MB of weights), batch {batch}, seq {seq}/{seq - 1}; load {row['load']}")
+        print(f"  {'':<46}{'seconds':>9}{'CPU s':>7}{'peak RSS MB':>13}{'added MB':>10}")
+        for name, r in (("torch.export alone", e), ("flexflow-torch convert + compile (weights in)", c)):
+            print(f"  {name:<46}{r['seconds']:>9.1f}{r['cpu_seconds']:>7.1f}{r['peak_mb']:>13.0f}{r['added_mb']:>10.0f}")
+        print(f"  convert/export: time {c['seconds'] / e['seconds']:.2f}x (CPU time "
+              f"{c['cpu_seconds'] / e['cpu_seconds']:.2f}x); added memory {c['added_mb'] / e['weights_mb']:.2f}x "
+              "the weights")
+        for side, r in row.get("step", {}).items():
+            name = "PyTorch eager" if side == "torch" else "flexflow-torch (embedded)"
+            if "error" in r:
+                print(f"  one Adam step, {name}: failed ({r['error']})")
+            else:
+                print(f"  one Adam step, {name:<31}{r['seconds']:>9.1f}{'':>7}{r['peak_mb']:>13.0f}"
+                      f"{r['added_mb']:>10.0f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-length", type=int, default=48)
-    parser.add_argument("--child", choices=("export", "convert"), help=argparse.SUPPRESS)
+    parser.add_argument("--variants", default="tied", help="tied, untied or tied,untied")
+    parser.add_argument("--repeats", type=int, default=2, help="processes per measurement (median time)")
+    parser.add_argument("--step", action="store_true", help="also time one Adam step against PyTorch")
+    parser.add_argument("--memory-limit-gb", type=int, default=14, help="address-space cap of a step process")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", choices=("export", "convert", "step"), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="tied", help=argparse.SUPPRESS)
+    parser.add_argument("--side", default="flexflow", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.child, args.batch_size, args.seq_length)))
+    if args.child == "step":
+        print(json.dumps(measure_step(args.side, args.variant, args.batch_size, args.seq_length,
+                                      limit_gb=args.memory_limit_gb)))
         return
-    rows = []
-    for mode in ("export", "convert"):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--batch-size",
-                              str(args.batch_size), "--seq-length", str(args.seq_length)],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"mt5-small-sized MT5 ({rows[0]['params'] / 1e6:.0f}M parameters, random init), "
-          f"batch {args.batch_size}, seq {args.seq_length}/{args.seq_length - 1}")
-    print(f"{'step':<44}{'seconds':>9}{'peak RSS MB':>13}{'added MB':>10}")
-    names = {"export": "torch.export alone",
-             "convert": "flexflow-torch convert + compile (weights in)"}
-    for r in rows:
-        print(f"{names[r['mode']]:<44}{r['seconds']:>9.1f}{r['peak_mb']:>13.0f}{r['added_mb']:>10.0f}")
-    print(f"ratio convert/export: time {rows[1]['seconds'] / rows[0]['seconds']:.2f}x, "
-          f"added memory {rows[1]['added_mb'] / max(rows[0]['added_mb'], 1):.2f}x")
+    if args.child:
+        print(json.dumps(measure(args.child, args.variant, args.batch_size, args.seq_length)))
+        return
+    rows = run_rows(args)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_rows(rows, args.batch_size, args.seq_length)
 
 
 if __name__ == "__main__":

@@ -31,5 +31,18 @@ def replace(graph, old, target, args):
         new = graph.call_function(target, args)
     new.meta = dict(old.meta)
     old.replace_all_uses_with(new)
-    graph.eliminate_dead_code()
+    erase_dead(graph, old)
     return new
+
+
+def erase_dead(graph, node):
+    """Erase `node` and whatever only it kept alive (a whole-graph dead-code pass per
+    replacement costs O(graph) each time)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n._erased or n.users or n.op != "call_function" or n.is_impure():
+            continue
+        inputs = n.all_input_nodes
+        graph.erase_node(n)
+        stack.extend(inputs)

@@ -26,6 +26,7 @@ from .ops import OperatorMethods
 from .optimizers import check_optimizer
 from .serving import ServingOps
 from .executor import GradStore, build_plan
+from .threads import GOVERNOR
 from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
 from .training import PerfMetrics, TrainingLoop
 
@@ -55,8 +56,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         self._perf = PerfMetrics(None)
         self._seeded_grads, self._pending_backward = {}, None
         self._grad_store, self._plan, self._backward_done = GradStore(), None, False
-        self._final = self._problems_at = None
-        self._generator = torch.Generator().manual_seed(0)
+        self._final = self._problems_at = self._by_name = None
         self._grad_enabled = True
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -186,9 +186,17 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         return self.get_layer_by_id(self._nb_layers - 1)
 
     def get_layer_by_name(self, layer_name):
-        for op in self._layers.values():
-            if op.name == layer_name:
-                return op
+        if self._compiled:                      # the layers are fixed: look up by name
+            if self._by_name is None:
+                self._by_name = {}
+                for op in self._layers.values():
+                    self._by_name.setdefault(op.name, op)
+            if layer_name in self._by_name:
+                return self._by_name[layer_name]
+        else:
+            for op in self._layers.values():
+                if op.name == layer_name:
+                    return op
         raise KeyError(f"Cannot find the layer with name {layer_name!r}")
 
     def print_layers(self, id=-1):
@@ -252,12 +260,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
             raise problem.exception()
         rules.check_loss(loss_type.name, [m.name for m in metrics], final.op_type.name, out.meta)
         self._loss_type, self._metrics, self._comp_mode = loss_type, metrics, comp_mode
-        for layer in self._graph:
-            for w in layer.weights:
-                value = torch.empty(w.dims, dtype=w.torch_dtype)
-                with torch.no_grad():
-                    w.initializer.fill(value, self._generator)
-                w.value = value.to(self._device).requires_grad_(w.data_type in FLOAT_TYPES)
+        self._create_weights()
         label = rules.label_meta(loss_type.name, out.meta)
         self._label = TensorHandle(label.shape, DataType[label.dtype], create_grad=False,
                                    label="label tensor", part=label.part)
@@ -267,6 +270,42 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         for ff_tensor, np_tensor in self.attr_tensors.items():
             ff_tensor.set_tensor(self, np_tensor)
         print("Compiled ffmodel!")
+
+    def _create_weights(self):
+        """Every weight filled by its initializer, each from its own generator (seeded by
+        its position) so that skipping one changes no other: weights an `attr_tensors`
+        entry overwrites right after are left unfilled, as nothing can observe their
+        initial values (FlexFlow fills them, then set_tensor overwrites them)."""
+        loaded = self._loaded_weights()
+        weights = [w for layer in self._graph for w in layer.weights]
+        for k, w in enumerate(weights):
+            if id(w) in loaded:
+                value = torch.empty(w.dims, dtype=w.torch_dtype, device=self._device)
+            else:
+                value = torch.empty(w.dims, dtype=w.torch_dtype)
+                with torch.no_grad():
+                    w.initializer.fill(value, torch.Generator().manual_seed(k))
+                value = value.to(self._device)
+            w.value = value.requires_grad_(w.data_type in FLOAT_TYPES)
+
+    def _loaded_weights(self):
+        """ids of the weight handles the `attr_tensors` entries will write: parameters
+        given as tensors, or loaders naming a layer and parameter (flexflow_torch's
+        WeightLoader: `layer_name`, `param_id`)."""
+        by_name, found = {}, set()
+        for op in self._layers.values():
+            by_name.setdefault(op.name, op.handle)      # get_layer_by_name: the first match
+        for key in self.attr_tensors:
+            handle = getattr(key, "handle", None)
+            if isinstance(handle, TensorHandle):
+                if handle.is_parameter:
+                    found.add(id(handle))
+                continue
+            layer = by_name.get(getattr(key, "layer_name", None))
+            param_id = getattr(key, "param_id", None)
+            if layer is not None and isinstance(param_id, int) and 0 <= param_id < len(layer.weights):
+                found.add(id(layer.weights[param_id]))
+        return found
 
     def _unpartition(self):
         """Without training, inputs get no Repartition (model.cc create_operator_from_layer
@@ -323,6 +362,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         if not self._initialized:
             raise ModelStateError("call compile() and init_layers() before forward()")
         self._raise_problems(Stage.FORWARD)
+        GOVERNOR.tick()
         training = self._grad_enabled and self._comp_mode == CompMode.TRAINING
         if self._plan is None:
             self._plan = build_plan(self)
@@ -330,7 +370,9 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
                                     if layer.inplace_input is not None}
         fed = []
         for h in self._input_handles:
-            h.value = h.value.detach().requires_grad_(training and self._input_wants_grad(h))
+            want = training and self._input_wants_grad(h)
+            if want or h.value.requires_grad:    # else keep the tensor: checks on it stay cached
+                h.value = h.value.detach().requires_grad_(want)
             fed.append(h.value)
         for layer in self._graph:
             for h in layer.outputs:

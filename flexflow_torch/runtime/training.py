@@ -20,6 +20,8 @@ _ORDER = [MetricsType.METRICS_ACCURACY, MetricsType.METRICS_CATEGORICAL_CROSSENT
           MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
           MetricsType.METRICS_MEAN_ABSOLUTE_ERROR]
 _NAMES = {m: m.name[len("METRICS_"):].lower() for m in _ORDER}
+_DISTANCES = (MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
+              MetricsType.METRICS_MEAN_ABSOLUTE_ERROR)
 
 
 class PerfMetrics:
@@ -78,45 +80,43 @@ class TrainingLoop:
 
     @torch.no_grad()
     def compute_metrics(self):
-        """Accumulate this batch's metrics (FlexFlow's metrics kernels)."""
-        if self._final_output_handle().value is None:
+        """Accumulate this batch's metrics (FlexFlow's metrics kernels); accuracy is
+        always counted, the others only when asked for."""
+        out = self._final_output_handle()
+        if out.value is None:
             raise ModelStateError("call forward() before compute_metrics()")
-        output = self._final_output_handle().value.detach().float()
+        output = out.value.detach().float()
         labels = self._label_value()
         perf, metrics = self._perf, self._metrics
+        sums = {}
         if self._sparse():
             probs, flat = self._class_labels(output, labels)
             rows = torch.arange(flat.numel(), device=probs.device)
-            onehot = torch.zeros_like(probs)
-            onehot[rows, flat] = 1.0
-            per_sample = {
-                MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY:
-                    -torch.log(probs[rows, flat].clamp_min(1e-8)),
-                MetricsType.METRICS_MEAN_SQUARED_ERROR: ((probs - onehot) ** 2).sum(-1),
-                MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR: ((probs - onehot) ** 2).sum(-1).sqrt(),
-                MetricsType.METRICS_MEAN_ABSOLUTE_ERROR: (probs - onehot).abs().sum(-1),
-            }
+            if MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY in metrics:
+                sums[MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY] = \
+                    lambda: -torch.log(probs[rows, flat].clamp_min(1e-8))
+            if any(m in metrics for m in _DISTANCES):
+                diff = probs.clone()
+                diff[rows, flat] -= 1.0
             correct = (probs.argmax(-1) == flat)
         else:
             out2 = output.reshape(output.shape[0], -1)
             lab2 = labels.reshape(labels.shape[0], -1).float()
             diff = out2 - lab2
-            per_sample = {
-                MetricsType.METRICS_CATEGORICAL_CROSSENTROPY:
-                    -(lab2 * torch.log(out2.clamp_min(1e-8))).sum(-1),
-                MetricsType.METRICS_MEAN_SQUARED_ERROR: (diff ** 2).sum(-1),
-                MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR: (diff ** 2).sum(-1).sqrt(),
-                MetricsType.METRICS_MEAN_ABSOLUTE_ERROR: diff.abs().sum(-1),
-            }
+            sums[MetricsType.METRICS_CATEGORICAL_CROSSENTROPY] = \
+                lambda: -(lab2 * torch.log(out2.clamp_min(1e-8))).sum(-1)
             hot = lab2 > 0.9
             target = torch.where(hot.any(-1), hot.float().argmax(-1), torch.full_like(
                 hot[:, 0], -1, dtype=torch.long))
             correct = out2.argmax(-1) == target
+        sums[MetricsType.METRICS_MEAN_SQUARED_ERROR] = lambda: (diff ** 2).sum(-1)
+        sums[MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR] = lambda: (diff ** 2).sum(-1).sqrt()
+        sums[MetricsType.METRICS_MEAN_ABSOLUTE_ERROR] = lambda: diff.abs().sum(-1)
         perf.total += int(correct.numel())
         perf.correct += int(correct.sum())
         for m in metrics:
-            if m in per_sample:
-                perf.sums[m] = perf.sums.get(m, 0.0) + float(per_sample[m].sum())
+            if m in sums:
+                perf.sums[m] = perf.sums.get(m, 0.0) + float(sums[m]().sum())
 
     def reset_metrics(self):
         self._perf.correct = self._perf.total = 0
