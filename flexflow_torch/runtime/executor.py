@@ -56,7 +56,9 @@ def bind_outputs(model, layer, outs, training):
     upstream of it), in-place outputs aliased."""
     store = model._grad_store
     for k, (h, value) in enumerate(zip(layer.outputs, outs)):
-        if training:
+        if layer.weights and value._base is not None and value._base is layer.weights[0].value:
+            h.grad_value = value._base      # a view of the weight: it has the weight's gradient
+        elif training:
             if value.requires_grad:
                 store.watch(value)
             elif value.is_floating_point():

@@ -463,6 +463,11 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
     def update(self):
         if self._optimizer is None:
             raise ModelStateError("no optimizer: pass one to compile() or set ffmodel.optimizer")
+        for layer in self._graph:          # an output that is a view of its weight keeps the
+            if layer.weights:              # values it had (FlexFlow's output is a copy)
+                for h in layer.outputs:
+                    if h.value is not None and h.value._base is not None and h.value._base is layer.weights[0].value:
+                        h.value = h.value.detach().clone()
         self._optimizer.step(self._params())
 
     def get_perf_metrics(self):
