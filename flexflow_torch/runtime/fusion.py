@@ -12,6 +12,14 @@ recomputed unfused when read (executor.GroupStep.materialize).
 
 - `softmax`: pool2d (row max), subtract, exp, reduce_sum, pow(-1), multiply ->
   torch.softmax (the max only shifts the rows: its gradient is rounding noise).
+- `layer_norm` / `rms_norm`: the composed norms of converters/norm.py (reduce_sum,
+  scalar_multiply(1/n), subtract, multiply, scalar_add(eps), pow(-0.5), multiply), with
+  their affine weight and bias when those are one-row tables read per sample (embedding
+  of zero ids, reshapes, multiply / add) -> F.layer_norm, or the same RMS ops without the
+  per-layer overhead (the weight broadcast instead of looked up per sample: its
+  gradient is summed in another order).
+- `gelu_tanh`: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as HF's gelu_new converts
+  (scalar ops, identity, pow(3), tanh, multiply) -> F.gelu(approximate="tanh").
 - `head`: CrossEntropyHead's softmax (FlexFlow's, copy-through gradient), gather of
   the label's probability, multiply(p, p), scalar_multiply(0.5), reduce_sum, subtract
   -> one autograd function: out = sum(p^2)/2 - p[label], dp = g p - onehot(label) g.
@@ -22,6 +30,7 @@ recomputed unfused when read (executor.GroupStep.materialize).
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -76,7 +85,7 @@ def find_groups(layers, model):
     groups, i = [], 0
     while i < len(layers):
         group = None
-        for make in (_softmax, _head):
+        for make in (_softmax, _head, _layer_norm, _rms_norm, _gelu_tanh):
             group = make(ctx, i)
             if group is not None and ctx.valid(group):
                 break
@@ -223,3 +232,186 @@ def _head(ctx, i):
     return HeadGroup([soft, gat, mul, half, red, sub], [logits, label], [sub.outputs[0]],
                      [probs, gat.outputs[0], mul.outputs[0], half.outputs[0], red.outputs[0]],
                      check_label=check)
+
+
+# ------------------------------------------------------------------------------ norms
+def _scalar(layer, op_type, value=None):
+    if layer is None or layer.op_type != op_type or layer.attrs.get("inplace"):
+        return None
+    v = float(layer.attrs["scalar"] if "scalar" in layer.attrs else layer.attrs["exponent"])
+    return v if value is None or v == value else None
+
+
+def _row_param(ctx, i, like):
+    """An affine parameter read per sample at layer i: embedding of a one-row table with
+    (batch, 1) constant ids, then reshapes to `like`'s rank with size-1 axes except the
+    last. Returns (layers, output handle, ids handle) or None."""
+    emb = ctx.at(i, OpType.EMBEDDING)
+    if emb is None or emb.attrs.get("aggr") != "AGGR_MODE_NONE" or emb.attrs["num_embeddings"] != 1:
+        return None
+    ids = emb.inputs[0]
+    if ids.owner_layer is not None or ids.dims != (like.dims[0], 1) or emb.attrs["embedding_dim"] != like.dims[-1]:
+        return None
+    layers, out = [emb], emb.outputs[0]
+    while True:
+        nxt = ctx.at(i + len(layers), OpType.RESHAPE)
+        if nxt is None or nxt.inputs != [out]:
+            break
+        layers.append(nxt)
+        out = nxt.outputs[0]
+    if len(out.dims) != len(like.dims) or out.dims[0] != like.dims[0] or any(d != 1 for d in out.dims[1:-1]):
+        return None
+    return layers, out, ids
+
+
+def _affine(ctx, i, y, kinds):
+    """The per-sample weight (multiply) and bias (add) following the norm output `y`."""
+    found, layers, out = {}, [], y
+    for kind, op_type in kinds:
+        row = _row_param(ctx, i + len(layers), y)
+        if row is None:
+            break
+        op = ctx.at(i + len(layers) + len(row[0]), op_type)
+        if op is None or sorted(map(id, op.inputs)) != sorted((id(out), id(row[1]))) or op.outputs[0].dims != y.dims:
+            break
+        found[kind] = (row[0][0], row[2])
+        layers += row[0] + [op]
+        out = op.outputs[0]
+    return found, layers, out
+
+
+class NormGroup(FusedGroup):
+    """`fn(x, weight or None, bias or None)` over the last axis; the weight and bias
+    are rows of one-row tables looked up with zero ids (checked at run time)."""
+
+    def __init__(self, kind, layers, inputs, outputs, interior, fn, affine):
+        super().__init__(layers, inputs, outputs, interior)
+        self.kind, self.fn, self.affine = kind, fn, affine
+
+    def applies(self, values):
+        return all(_all_zero(layer.run, values[k]) for layer, k in self.affine.values())
+
+    def fused(self, values, training):
+        w, b = (self.affine[k][0].weights[0].value.reshape(-1) if k in self.affine else None
+                for k in ("weight", "bias"))
+        return [self.fn(values[0], w, b)], {}
+
+
+def _all_zero(run, ids):
+    cached = run.state.get("zero_ids")
+    if cached is not None and cached[0] is ids and cached[1] == ids._version:
+        return cached[2]
+    zero = not bool(ids.any())
+    if not getattr(ids, "_ff_external", False):
+        run.state["zero_ids"] = (ids, ids._version, zero)
+    return zero
+
+
+def _norm_group(ctx, kind, core, x, y, fn):
+    i = ctx.layers.index(core[-1]) + 1
+    kinds = [("weight", OpType.MULTIPLY)] + ([("bias", OpType.ADD)] if kind == "layer_norm" else [])
+    affine, extra, out = _affine(ctx, i, y, kinds)
+    layers = core + extra
+    ids = [ids for _, ids in affine.values()]
+    produced = [h for layer in layers for h in layer.outputs]
+    slots = {key: (emb, 1 + k) for k, (key, (emb, _)) in enumerate(affine.items())}
+    return NormGroup(kind, layers, [x] + ids, [out], [h for h in produced if h is not out],
+                     fn, slots)
+
+
+def _layer_norm(ctx, i):
+    red = ctx.at(i, OpType.REDUCE_SUM)
+    if red is None:
+        return None
+    x = red.inputs[0]
+    n = x.dims[-1]
+    last = len(x.dims) - 1
+    sc, sub, mul, red2, sc2, add, pw, mul2 = (ctx.layers[i + k] if i + k < len(ctx.layers) else None
+                                              for k in range(1, 9))
+    if list(red.attrs["axes"]) != [last] or not red.attrs.get("keepdims") or x.data_type.name != "DT_FLOAT":
+        return None
+    if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
+        return None
+    if sub is None or sub.op_type != OpType.SUBTRACT or sub.inputs != [x, sc.outputs[0]]:
+        return None
+    c = sub.outputs[0]
+    if mul is None or mul.op_type != OpType.MULTIPLY or mul.inputs != [c, c]:
+        return None
+    if red2 is None or red2.op_type != OpType.REDUCE_SUM or red2.inputs != mul.outputs or \
+            list(red2.attrs["axes"]) != [last] or not red2.attrs.get("keepdims"):
+        return None
+    if _scalar(sc2, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc2.inputs != red2.outputs:
+        return None
+    eps = _scalar(add, OpType.SCALAR_ADD)
+    if eps is None or add.inputs != sc2.outputs or _scalar(pw, OpType.POW, -0.5) is None or pw.inputs != add.outputs:
+        return None
+    if mul2 is None or mul2.op_type != OpType.MULTIPLY or mul2.inputs != [c, pw.outputs[0]]:
+        return None
+
+    def layer_norm(x, w, b):
+        return torch.nn.functional.layer_norm(x, (n,), w, b, eps)
+    return _norm_group(ctx, "layer_norm", [red, sc, sub, mul, red2, sc2, add, pw, mul2], x,
+                       mul2.outputs[0], layer_norm)
+
+
+def _rms_norm(ctx, i):
+    sq = ctx.at(i, OpType.MULTIPLY)
+    if sq is None or len(set(map(id, sq.inputs))) != 1:
+        return None
+    x = sq.inputs[0]
+    n, last = x.dims[-1], len(x.dims) - 1
+    red, sc, add, pw, mul = (ctx.layers[i + k] if i + k < len(ctx.layers) else None for k in range(1, 6))
+    if red is None or red.op_type != OpType.REDUCE_SUM or red.inputs != sq.outputs or \
+            list(red.attrs["axes"]) != [last] or not red.attrs.get("keepdims") or x.data_type.name != "DT_FLOAT":
+        return None
+    if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
+        return None
+    eps = _scalar(add, OpType.SCALAR_ADD)
+    if eps is None or add.inputs != sc.outputs or _scalar(pw, OpType.POW, -0.5) is None or pw.inputs != add.outputs:
+        return None
+    if mul is None or mul.op_type != OpType.MULTIPLY or mul.inputs != [x, pw.outputs[0]]:
+        return None
+
+    def rms_norm(x, w, b):
+        """The converted ops in their order (the same values); only the weight is
+        broadcast instead of looked up per sample."""
+        y = x * torch.pow((x * x).sum(-1, keepdim=True) * (1.0 / n) + eps, -0.5)
+        return y if w is None else y * w
+    return _norm_group(ctx, "rms_norm", [sq, red, sc, add, pw, mul], x, mul.outputs[0], rms_norm)
+
+
+# ------------------------------------------------------------------------------ gelu
+class GeluTanhGroup(FusedGroup):
+    kind = "gelu_tanh"
+
+    def fused(self, values, training):
+        return [torch.nn.functional.gelu(values[0], approximate="tanh")], {}
+
+
+def _gelu_tanh(ctx, i):
+    L = [ctx.layers[i + k] if i + k < len(ctx.layers) else None for k in range(9)]
+    half, ident, pw, k1, add, k2, th, one, mul = L
+    if _scalar(half, OpType.SCALAR_MULTIPLY, 0.5) is None:
+        return None
+    x = half.inputs[0]
+    if ident is None or ident.op_type != OpType.IDENTITY or ident.inputs != [x] or x.data_type.name != "DT_FLOAT":
+        return None
+    if _scalar(pw, OpType.POW, 3.0) is None or pw.inputs != ident.outputs:
+        return None
+    if _scalar(k1, OpType.SCALAR_MULTIPLY, 0.044715) is None or k1.inputs != pw.outputs:
+        return None
+    if add is None or add.op_type != OpType.ADD or add.inputs != [x, k1.outputs[0]]:
+        return None
+    beta = _scalar(k2, OpType.SCALAR_MULTIPLY)
+    if beta is None or abs(beta - math.sqrt(2.0 / math.pi)) > 1e-12 or k2.inputs != add.outputs:
+        return None
+    if th is None or th.op_type != OpType.TANH or th.inputs != k2.outputs:
+        return None
+    if _scalar(one, OpType.SCALAR_ADD, 1.0) is None or one.inputs != th.outputs:
+        return None
+    if mul is None or mul.op_type != OpType.MULTIPLY or sorted(map(id, mul.inputs)) != \
+            sorted((id(half.outputs[0]), id(one.outputs[0]))):
+        return None
+    layers = [half, ident, pw, k1, add, k2, th, one, mul]
+    produced = [h for layer in layers for h in layer.outputs]
+    return GeluTanhGroup(layers, [x], [mul.outputs[0]], produced[:-1])
