@@ -60,7 +60,8 @@ def bind_outputs(model, layer, outs, training):
             h.grad_value = value._base      # a view of the weight: it has the weight's gradient
         elif training:
             if value.requires_grad:
-                store.watch(value)
+                if h is not model._final_out:       # the final output's is the loss gradient
+                    store.watch(value)
             elif value.is_floating_point():
                 value = outs[k] = value.detach().requires_grad_(True)
         h.value = value
@@ -96,12 +97,13 @@ class GroupStep:
     """A fused group (see fusion.FusedGroup): its fused computation when the group's
     run-time conditions hold, else its layers one by one."""
 
-    __slots__ = ("group", "steps", "saved", "model", "values_ready")
+    __slots__ = ("group", "steps", "saved", "model", "values_ready", "weighted")
 
     def __init__(self, group, model):
         self.group, self.model = group, model
         self.steps = [LayerStep(layer) for layer in group.layers]
         self.saved, self.values_ready = None, False
+        self.weighted = any(layer.weights for layer in group.layers)
 
     def run(self, model, training):
         group = self.group
@@ -113,14 +115,19 @@ class GroupStep:
             return
         ins = _scaled(list(values), group.scaled) if training and group.scaled else values
         outs, known = group.fused(ins, training)
-        self.saved, self.values_ready = (values, training), False
+        # the weights as this forward read them: the optimizer may update them in place
+        # before an inner tensor is read (the norms' affine rows: one row each, small)
+        weights = {id(w): w.value.detach().clone() for layer in group.layers for w in layer.weights} \
+            if self.weighted else {}
+        self.saved, self.values_ready = (values, training, weights), False
         for h in group.interior:
             h.value, h.pending = known.get(h), self
         store = model._grad_store
         for h, value in zip(group.outputs, outs):
             if training:
                 if value.requires_grad:
-                    store.watch(value)
+                    if h is not model._final_out:
+                        store.watch(value)
                 elif value.is_floating_point():
                     value = value.detach().requires_grad_(True)
             h.value, h.pending = value, None
@@ -131,7 +138,7 @@ class GroupStep:
         run read."""
         if self.saved is None:
             return
-        values, training = self.saved
+        values, training, weights = self.saved
         with_grads = grads and training and self.model._backward_done
         if self.values_ready and not with_grads:
             return
@@ -143,14 +150,17 @@ class GroupStep:
             for step in self.steps:
                 layer = step.layer
                 ins = [env[id(h)] for h in layer.inputs]
-                outs = step.forward(_scaled(ins, step.scaled) if with_grads else ins,
-                                    [w.value.detach() for w in layer.weights])
+                ws = [weights[id(w)].detach().requires_grad_(with_grads and w.value.requires_grad)
+                      for w in layer.weights]
+                outs = step.forward(_scaled(ins, step.scaled) if with_grads else ins, ws)
                 for h, v in zip(layer.outputs, outs):
                     if v.requires_grad:
                         v.retain_grad()
                     env[id(h)] = v
             if with_grads:
-                pairs = [(env[id(h)], store.of(h.value)) for h in group.outputs if h.value.requires_grad]
+                seeded = self.model._seeded_grads        # the final output's: the loss gradient
+                pairs = [(env[id(h)], seeded[id(h)] if id(h) in seeded else store.of(h.value))
+                         for h in group.outputs if h.value.requires_grad]
                 pairs = [(v, g) for v, g in pairs if g is not None and v.requires_grad]
                 if pairs:
                     torch.autograd.backward([v for v, _ in pairs], [g for _, g in pairs])

@@ -25,7 +25,10 @@ recomputed unfused when read (executor.GroupStep.materialize).
   -> one autograd function: out = sum(p^2)/2 - p[label], dp = g p - onehot(label) g.
   FlexFlow semantics only (exact mode builds no such head).
 
-`FLEXFLOW_TORCH_FUSION=0` runs every layer on its own.
+Single layers have fast paths with bit-identical results (`hint_layers`): transposes
+recorded as gathers run as permutes, a shared table read whole is a view of its weight.
+
+`FLEXFLOW_TORCH_FUSION=0` runs every layer on its own, without the fast paths.
 """
 
 from __future__ import annotations
@@ -61,11 +64,15 @@ def _enabled():
     return os.environ.get("FLEXFLOW_TORCH_FUSION", "1").strip() not in ("0", "false", "no", "off")
 
 
-def hint_permutations(layers):
-    """A gather along axis 1 of a (batch, n) reshape of (batch, *shape) may be a
-    transpose (converters record permutations as gathers): let it test its index
-    against the permutations of `shape` (semantics/shape.py checked_index)."""
+def hint_layers(layers):
+    """Enable the single-layer fast paths of semantics/: a gather along axis 1 of a
+    (batch, n) reshape of (batch, *shape) may be a transpose (converters record
+    permutations as gathers), so it tests its index against the permutations of
+    `shape` (shape.py checked_index); an embedding reading its whole table in order
+    returns the table itself (dense.py)."""
     for layer in layers:
+        if layer.op_type == OpType.EMBEDDING:
+            layer.run.state["table_views"] = True
         if layer.op_type != OpType.GATHER or layer.attrs.get("dim") != 1 or len(layer.inputs[0].dims) != 2:
             continue
         src = layer.inputs[0].owner_layer
@@ -76,7 +83,7 @@ def hint_permutations(layers):
 def find_groups(layers, model):
     if not _enabled():
         return []
-    hint_permutations(layers)
+    hint_layers(layers)
     consumers = {}
     for layer in layers:
         for h in dict.fromkeys(layer.inputs):
@@ -85,7 +92,7 @@ def find_groups(layers, model):
     groups, i = [], 0
     while i < len(layers):
         group = None
-        for make in (_softmax, _head, _layer_norm, _rms_norm, _gelu_tanh):
+        for make in GROUP_MAKERS:
             group = make(ctx, i)
             if group is not None and ctx.valid(group):
                 break
@@ -415,3 +422,7 @@ def _gelu_tanh(ctx, i):
     layers = [half, ident, pw, k1, add, k2, th, one, mul]
     produced = [h for layer in layers for h in layer.outputs]
     return GeluTanhGroup(layers, [x], [mul.outputs[0]], produced[:-1])
+
+
+#: the group recognisers, tried in this order at each layer
+GROUP_MAKERS = (_softmax, _head, _layer_norm, _rms_norm, _gelu_tanh)

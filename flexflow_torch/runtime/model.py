@@ -56,7 +56,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         self._perf = PerfMetrics(None)
         self._seeded_grads, self._pending_backward = {}, None
         self._grad_store, self._plan, self._backward_done = GradStore(), None, False
-        self._final = self._problems_at = self._by_name = None
+        self._final = self._problems_at = self._by_name = self._weighted = None
         self._grad_enabled = True
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -365,9 +365,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         GOVERNOR.tick()
         training = self._grad_enabled and self._comp_mode == CompMode.TRAINING
         if self._plan is None:
-            self._plan = build_plan(self)
-            self._inplace_inputs = {id(layer.inplace_input) for layer in self._graph
-                                    if layer.inplace_input is not None}
+            self._build_plan()
         fed = []
         for h in self._input_handles:
             want = training and self._input_wants_grad(h)
@@ -389,6 +387,16 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
         for h, value in zip(self._input_handles, fed):
             h.value = value
         self._pending_backward = training
+
+    def _build_plan(self):
+        """The step plan (executor.py) and the layer lists each step walks."""
+        self._plan = build_plan(self)
+        graph = self._graph
+        self._inplace_inputs = {id(layer.inplace_input) for layer in graph if layer.inplace_input is not None}
+        self._overwriting = [layer for layer in graph if layer.spec.weight_grad == semantics.OVER]
+        self._weighted = [layer for layer in graph if layer.weights]
+        self._regularized = [layer for layer in graph if layer.regularizer]
+        self._final_out = self._final_layer().outputs[0]
 
     def _input_wants_grad(self, h):
         """Whether autograd must run into a graph input. FlexFlow never writes an input's
@@ -444,30 +452,32 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
                                    self._ffconfig.batch_size, self._exact, self._degree)
         self._seeded_grads[id(out)] = grad
         target = out.value
-        if self._exact and final.op_type == OpType.SOFTMAX and self._loss_type in (
-                LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, LossType.LOSS_CATEGORICAL_CROSSENTROPY):
-            target = final.inputs[0].value      # p - y is the gradient w.r.t. the logits
-        for layer in self._graph:
-            if layer.spec.weight_grad == semantics.OVER:
-                for w in layer.weights:
-                    w.value.grad = None
+        if final.op_type == OpType.SOFTMAX and final.inplace_input is None and (
+                self._loss_type in (LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                                    LossType.LOSS_CATEGORICAL_CROSSENTROPY)
+                if self._exact else final.grad_coefficients[0] == 1.0):
+            # exact: p - y is the gradient w.r.t. the logits; FlexFlow's softmax copies its
+            # output's gradient into its input, which only it reads: seed it there directly
+            target = final.inputs[0].value
+        for layer in self._overwriting:
+            for w in layer.weights:
+                w.value.grad = None
         if target.requires_grad:
             torch.autograd.backward(target, grad)
         scale = 1 if self._exact else self._degree     # L2 is added on every GPU before the all-reduce
-        for layer in self._graph:
-            if layer.regularizer:
-                kernel = layer.weights[0].value
-                kernel.grad = kernel.grad + layer.regularizer * scale * kernel.detach()
+        for layer in self._regularized:
+            kernel = layer.weights[0].value
+            kernel.grad = kernel.grad + layer.regularizer * scale * kernel.detach()
         self._backward_done = True
 
     def update(self):
         if self._optimizer is None:
             raise ModelStateError("no optimizer: pass one to compile() or set ffmodel.optimizer")
-        for layer in self._graph:          # an output that is a view of its weight keeps the
-            if layer.weights:              # values it had (FlexFlow's output is a copy)
-                for h in layer.outputs:
-                    if h.value is not None and h.value._base is not None and h.value._base is layer.weights[0].value:
-                        h.value = h.value.detach().clone()
+        for layer in self._weighted or ():     # an output that is a view of its weight keeps
+            weight = layer.weights[0].value        # the values it had (FlexFlow's is a copy)
+            for h in layer.outputs:
+                if h.value is not None and h.value._base is not None and h.value._base is weight:
+                    h.value = h.value.detach().clone()
         self._optimizer.step(self._params())
 
     def get_perf_metrics(self):

@@ -18,14 +18,15 @@ class _Optimizer:
         self.lr = float(learning_rate)
 
 
-def _grad(p):
+def _grads(params):
     """FlexFlow updates every parameter; one that no gradient reached has a zeroed
     gradient (weight decay, momentum and Adam's moments still act on it)."""
-    return p.grad if p.grad is not None else torch.zeros_like(p)
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
 
 
 class SGDOptimizer(_Optimizer):
-    """g = grad + wd*w; v = m*v + g (momentum); w -= lr * (g + m*v if nesterov else v)."""
+    """g = grad + wd*w; v = m*v + g (momentum); w -= lr * (g + m*v if nesterov else v).
+    One multi-tensor (foreach) operation per rule for all parameters."""
 
     __slots__ = ["handle", "_handle", "lr", "momentum", "nesterov", "weight_decay", "_velocity"]
 
@@ -38,20 +39,33 @@ class SGDOptimizer(_Optimizer):
 
     @torch.no_grad()
     def step(self, params):
-        for p in params:
-            grad = _grad(p)
-            g = grad.add(p, alpha=self.weight_decay) if self.weight_decay else grad
-            if self.momentum > 0:
-                v = self._velocity.get(id(p))
-                v = g.clone() if v is None else v.mul_(self.momentum).add_(g)
-                self._velocity[id(p)] = v
-                g = g.add(v, alpha=self.momentum) if self.nesterov else v
-            p.sub_(g, alpha=self.lr)
+        if not self.momentum and not self.weight_decay:      # a zero gradient changes nothing
+            params = [p for p in params if p.grad is not None]
+            if params:
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-self.lr)
+            return
+        if not params:
+            return
+        g = _grads(params)
+        if self.weight_decay:
+            g = torch._foreach_add(g, params, alpha=self.weight_decay)
+        if self.momentum > 0:
+            fresh = [id(p) not in self._velocity for p in params]
+            for p, grad, new in zip(params, g, fresh):
+                if new:
+                    self._velocity[id(p)] = grad.clone()
+            v = [self._velocity[id(p)] for p in params]
+            old = [x for x, new in zip(v, fresh) if not new]
+            if old:
+                torch._foreach_mul_(old, self.momentum)
+                torch._foreach_add_(old, [grad for grad, new in zip(g, fresh) if not new])
+            g = torch._foreach_add(g, v, alpha=self.momentum) if self.nesterov else v
+        torch._foreach_add_(params, g, alpha=-self.lr)
 
 
 class AdamOptimizer(_Optimizer):
     """FlexFlow's Adam: L2 weight decay added to the gradient, alpha_t bias correction
-    and eps added to sqrt(v) before correction."""
+    and eps added to sqrt(v) before correction. Multi-tensor (foreach) operations."""
 
     __slots__ = ["handle", "_handle", "lr", "beta1", "beta2", "weight_decay", "epsilon",
                  "_state", "_beta1_t", "_beta2_t"]
@@ -69,13 +83,20 @@ class AdamOptimizer(_Optimizer):
         self._beta1_t *= self.beta1
         self._beta2_t *= self.beta2
         alpha_t = self.lr * math.sqrt(1 - self._beta2_t) / (1 - self._beta1_t)
-        for p in params:
-            grad = _grad(p)
-            g = grad.add(p, alpha=self.weight_decay) if self.weight_decay else grad
-            m, v = self._state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p)))
-            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            p.addcdiv_(m, v.sqrt().add_(self.epsilon), value=-alpha_t)
+        if not params:
+            return
+        g = _grads(params)
+        if self.weight_decay:
+            g = torch._foreach_add(g, params, alpha=self.weight_decay)
+        state = [self._state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p))) for p in params]
+        m, v = [s[0] for s in state], [s[1] for s in state]
+        torch._foreach_mul_(m, self.beta1)
+        torch._foreach_add_(m, g, alpha=1 - self.beta1)
+        torch._foreach_mul_(v, self.beta2)
+        torch._foreach_addcmul_(v, g, g, value=1 - self.beta2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, self.epsilon)
+        torch._foreach_addcdiv_(params, m, denom, value=-alpha_t)
 
 
 def check_optimizer(optimizer):

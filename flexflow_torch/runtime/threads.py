@@ -63,15 +63,17 @@ class ThreadGovernor:
 
     def tick(self):
         """Called before each forward pass; adjusts torch's thread count when due."""
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + _INTERVAL
         fixed = self.fixed()
         if fixed is not None:
             if torch.get_num_threads() != fixed:
                 torch.set_num_threads(fixed)
             return
-        now = time.monotonic()
-        if now < self.next_check or not self.cpus:
+        if not self.cpus:
             return
-        self.next_check = now + _INTERVAL
         current = torch.get_num_threads()
         if self.cap is None or current != self.chosen:         # first call, or the user set it
             self.cap = current

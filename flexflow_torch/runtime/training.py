@@ -91,13 +91,11 @@ class TrainingLoop:
         sums = {}
         if self._sparse():
             probs, flat = self._class_labels(output, labels)
-            rows = torch.arange(flat.numel(), device=probs.device)
-            if MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY in metrics:
-                sums[MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY] = \
-                    lambda: -torch.log(probs[rows, flat].clamp_min(1e-8))
+            index = flat.unsqueeze(1)
+            sums[MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY] = \
+                lambda: -torch.log(probs.gather(1, index).clamp_min(1e-8))
             if any(m in metrics for m in _DISTANCES):
-                diff = probs.clone()
-                diff[rows, flat] -= 1.0
+                diff = probs.clone().scatter_add_(1, index, probs.new_full(index.shape, -1.0))
             correct = (probs.argmax(-1) == flat)
         else:
             out2 = output.reshape(output.shape[0], -1)

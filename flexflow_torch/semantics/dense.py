@@ -11,6 +11,7 @@ from .base import FLOAT, HALF, INTS, Stage
 from .spec import OpSpec, WeightDecl, register
 
 _FUSED = {"AC_MODE_NONE": None, "AC_MODE_RELU": torch.relu, "AC_MODE_SIGMOID": torch.sigmoid}
+_FUSED_INPLACE = {"AC_MODE_NONE": None, "AC_MODE_RELU": torch.relu_, "AC_MODE_SIGMOID": torch.sigmoid_}
 
 
 @register
@@ -49,8 +50,8 @@ class Dense(OpSpec):
 
     def forward(self, run, ins, ws, activation="AC_MODE_NONE", use_bias=True, **a):
         y = F.linear(ins[0].to(ws[0].dtype), ws[0], ws[1] if use_bias else None)
-        act = _FUSED.get(activation)
-        return [act(y) if act else y]
+        act = _FUSED_INPLACE.get(activation)
+        return [act(y) if act else y]            # in place: the linear's backward needs no y
 
 
 def conv_output(size, kernel, stride, padding, what, ck):
@@ -213,7 +214,7 @@ class Embedding(OpSpec):
 
     def forward(self, run, ins, ws, num_embeddings, embedding_dim, aggr, dtype="DT_FLOAT"):
         ids = ins[0]
-        if aggr == "AGGR_MODE_NONE" and _reads_whole_table(run, ids, num_embeddings):
+        if aggr == "AGGR_MODE_NONE" and run.state.get("table_views") and _reads_whole_table(run, ids, num_embeddings):
             return [ws[0].unsqueeze(0)]      # every row in order: the table itself, not a copy
         if ids.numel():
             lo, hi = (int(v) for v in torch.aminmax(ids))
@@ -230,7 +231,8 @@ class Embedding(OpSpec):
 
 def _reads_whole_table(run, ids, rows):
     """Whether `ids` is one row 0, 1, ..., rows - 1 (a shared table read as a matrix, see
-    param_plan.py), remembered while `ids` is the same unchanged tensor."""
+    param_plan.py), remembered while `ids` is the same unchanged tensor. The runtime
+    enables the check (`run.state["table_views"]`, runtime/fusion.py)."""
     cached = run.state.get("whole_table")
     if cached is not None and cached[0] is ids and cached[1] == ids._version:
         return cached[2]

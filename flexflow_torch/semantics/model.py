@@ -122,9 +122,12 @@ def loss_hazard(loss_type, out: Meta):
 
 def check_labels(labels, classes):
     flat = labels.reshape(-1)
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= classes):
+    if not flat.numel():
+        return
+    lo, hi = (int(v) for v in torch.aminmax(flat))
+    if lo < 0 or hi >= classes:
         raise LabelRangeError(
-            f"labels must lie in [0, {classes}), got [{int(flat.min())}, {int(flat.max())}]; FlexFlow "
+            f"labels must lie in [0, {classes}), got [{lo}, {hi}]; FlexFlow "
             "has no ignore index and no bounds check, so map padding such as -100 to a valid class")
 
 
@@ -135,11 +138,10 @@ def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1):
     classes = probs.shape[-1]
     if exact or probs.dim() <= 2:
         rows = probs.reshape(-1, classes)
-        flat = labels.reshape(-1).long()
+        flat = labels.reshape(-1, 1).long()
         check_labels(flat, classes)
-        grad = rows.clone()
-        grad[torch.arange(flat.numel(), device=grad.device), flat] -= 1.0
-        return grad.reshape(probs.shape) / batch_size
+        grad = rows.clone().scatter_add_(1, flat, rows.new_full(flat.shape, -1.0))
+        return grad.reshape(probs.shape).div_(batch_size)
     grads = []
     for p, y in zip(probs.chunk(shards), labels.chunk(shards)):
         n = p.shape[0]
