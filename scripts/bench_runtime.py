@@ -149,6 +149,10 @@ def measure(name, rounds, steps, warmup):
     for _ in range(warmup):
         ff()
         pt()
+    if steps is None:                     # rounds of about half a second
+        start = time.perf_counter()
+        pt()
+        steps = max(4, min(200, int(0.5 / (time.perf_counter() - start))))
     per = {"ff": [], "torch": []}
     sides = [("ff", ff), ("torch", pt)]
     for r in range(rounds):
@@ -161,6 +165,7 @@ def measure(name, rounds, steps, warmup):
     return {"model": name, "label": MODELS[name], "ff_sps": statistics.median(per["ff"]),
             "torch_sps": statistics.median(per["torch"]), "ratio": statistics.median(ratios),
             "ratio_min": min(ratios), "ratio_max": max(ratios), "threads": torch.get_num_threads(),
+            "steps_per_round": steps,
             "convert_s": convert_s, "load": f"{load_before} -> {load()}",
             "semantics": os.environ.get("FLEXFLOW_TORCH_SEMANTICS", "flexflow")}
 
@@ -169,7 +174,7 @@ def run_rows(models, rounds, steps, warmup):
     rows = []
     for name in models:
         out = subprocess.run([sys.executable, __file__, "--child", name, "--rounds", str(rounds),
-                              "--steps", str(steps), "--warmup", str(warmup)],
+                              "--warmup", str(warmup)] + (["--steps", str(steps)] if steps else []),
                              capture_output=True, text=True)
         if out.returncode != 0:
             rows.append({"model": name, "label": MODELS[name], "error": out.stderr.strip().splitlines()[-1:]})
@@ -193,7 +198,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=4, help="steps per side per round")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per side per round (default: about half a second's worth)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
