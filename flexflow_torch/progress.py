@@ -2,8 +2,8 @@
 
 On a terminal it is a tqdm bar. Anywhere else (a CI log, `nohup`, a notebook, a pipe)
 a bar prints nothing until it closes, so there it writes one plain line every `every`
-steps and one at the end: the step, the caller's figures (loss, ...), the rate, the
-elapsed time and the ETA."""
+steps before the last: the step, the caller's figures (loss, ...), the rate, the
+elapsed time and the ETA. The caller prints its own line when the loop ends."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _clock(seconds: float) -> str:
 class Progress:
     """`with Progress(steps, "epoch 1/3", unit="tokens") as p: ... p.update(n, loss=f"{x:.3f}")`
 
-    `update(items, **figures)` ends one step that processed `items` (samples, tokens:
-    the `unit` of the rate); the figures are shown as given."""
+    `update(items, text, **figures)` ends one step that processed `items` (samples,
+    tokens: the `unit` of the rate); the text and figures are shown as given."""
 
     def __init__(self, total: int, desc: str, unit: str = "samples", file=None,
                  every: int | None = None, leave: bool = False):
@@ -52,8 +52,7 @@ class Progress:
         isatty = getattr(self.file, "isatty", None)
         self.bar = tqdm(total=self.total, desc=desc, unit="step", file=self.file, leave=leave,
                         dynamic_ncols=True) if isatty is not None and isatty() else None
-        self.figures: dict = {}
-        self.closed = False
+        self.text, self.figures = "", {}
 
     def __enter__(self):
         return self
@@ -61,10 +60,10 @@ class Progress:
     def __exit__(self, *exc):
         self.close()
 
-    def update(self, items: int = 0, **figures) -> None:
+    def update(self, items: int = 0, text: str = "", **figures) -> None:
         self.step += 1
         self.items += items
-        self.figures = figures
+        self.text, self.figures = text, figures
         if self.bar is not None:
             self.bar.update(1)
             rate = self.items / max(time.perf_counter() - self.start, 1e-9)
@@ -73,25 +72,21 @@ class Progress:
             self._line()
 
     def _figures(self, rate: float) -> str:
-        parts = [f"{k.replace('_', ' ')} {v}" for k, v in self.figures.items()]
+        parts = [self.text] if self.text else []
+        parts += [f"{k.replace('_', ' ')} {v}" for k, v in self.figures.items()]
         parts.append(f"{rate:,.0f} {self.unit}/s")
         return ", ".join(parts)
 
     def _line(self) -> None:
         elapsed = time.perf_counter() - self.start
         rate = self.items / max(elapsed, 1e-9)
-        text = (f"{self.desc}: {self.step}/{self.total} steps ({100 * self.step // max(self.total, 1)}%), "
-                f"{self._figures(rate)}, {_clock(elapsed)} elapsed")
-        if self.step < self.total:
-            eta = elapsed / self.step * (self.total - self.step)
-            text += f", ETA {_clock(eta)}"
-        print(text, file=self.file, flush=True)
+        eta = elapsed / self.step * (self.total - self.step)
+        print(f"{self.desc}: {self.step}/{self.total} steps ({100 * self.step // self.total}%), "
+              f"{self._figures(rate)}, {_clock(elapsed)} elapsed, ETA {_clock(eta)}",
+              file=self.file, flush=True)
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        """End the bar (off a terminal the caller's summary line follows)."""
         if self.bar is not None:
             self.bar.close()
-        elif self.step == self.total and self.total > self.every:
-            self._line()       # the last line of a long loop (the caller prints a summary)
+            self.bar = None

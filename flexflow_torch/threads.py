@@ -66,7 +66,7 @@ def choose_threads() -> tuple[int, str]:
     cpus = usable_cpus()
     busy = busy_elsewhere()
     free = min(cpus, (os.cpu_count() or cpus) - busy)
-    threads = max(1, min(cpus, int(free + 0.25)))
+    threads = max(1, min(cpus, int(free + 0.5)))      # a core at least half idle counts
     return threads, (f"{cpus} CPUs, {busy:.1f} busy with other processes; "
                      f"set {ENV[0]} to choose")
 

@@ -57,7 +57,8 @@ def run_epoch(ffmodel, head, xs, y, arrays, batch, desc, train=None):
     steps = y.num_samples // batch
     rows = batch // (ffmodel._ffconfig.workers_per_node * ffmodel._ffconfig.num_nodes)
     losses, hits = [], []
-    with Progress(steps, desc, unit="tokens", file=sys.stdout) as progress:
+    quiet = {} if train else {"every": steps}          # eval: a bar on a terminal only
+    with Progress(steps, desc, unit="tokens", file=sys.stdout, **quiet) as progress:
         for step, tokens in enumerate(batch_tokens(arrays, batch)):
             for d in xs + [y]:
                 d.next_batch(ffmodel)

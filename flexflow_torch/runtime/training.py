@@ -9,9 +9,9 @@ sparse labels).
 import sys
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import DataLoaderError, ModelStateError
+from ..progress import Progress
 from ..semantics.model import check_labels
 from .enums import CompMode, LossType, MetricsType
 
@@ -144,20 +144,20 @@ class TrainingLoop:
         return loaders, iterations
 
     def _run(self, loaders, iterations, desc, train):
-        bar = tqdm(range(iterations), desc=desc, unit="batch", file=sys.stderr,
-                   leave=False, dynamic_ncols=True, disable=None)
-        for _ in bar:
-            for d in loaders:
-                d.next_batch(self)
-            self.forward()
-            if train:
-                self.zero_gradients()
-                self.backward()
-                self.update()
-            else:
-                self.compute_metrics()
-            bar.set_postfix_str(self._perf.line(self._metrics), refresh=False)
-        bar.close()
+        """The steps of one fit epoch or eval pass, with progress on stderr (FlexFlow's
+        metrics stream): a bar on a terminal, else a line every tenth of the pass."""
+        with Progress(iterations, desc, unit="samples", file=sys.stderr) as progress:
+            for _ in range(iterations):
+                for d in loaders:
+                    d.next_batch(self)
+                self.forward()
+                if train:
+                    self.zero_gradients()
+                    self.backward()
+                    self.update()
+                else:
+                    self.compute_metrics()
+                progress.update(self._ffconfig.batch_size, self._perf.line(self._metrics))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1):
         """Train for `epochs` passes over the loaders, as FlexFlow's fit: no shuffling,
