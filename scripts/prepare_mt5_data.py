@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None,
                    help="local google/mt5-small-like folder whose tokenizer to use "
                         "(default: train a SentencePiece unigram tokenizer on the training text)")
-    p.add_argument("--max-length", type=int, default=48, help="source and target length (default: 48)")
+    p.add_argument("--max-length", type=int, default=mt5data.DEFAULT_MAX_LENGTH,
+                   help=f"tokens per source and target row (default: {mt5data.DEFAULT_MAX_LENGTH}, "
+                        "enough for the shipped phrases; FlexFlow's example uses 48)")
     p.add_argument("--vocab-size", type=int, default=2000,
                    help="vocabulary of a trained tokenizer (default: 2000; ignored with --model)")
     p.add_argument("--shuffle-seed", type=int, default=42, help="training row order seed (default: 42)")

@@ -181,7 +181,7 @@ def test_tokenizer_trains_matches_sentencepiece_and_round_trips(tmp_path):
 
 # ---------------------------------------------------------------------------- arrays
 def test_prepared_arrays_shapes_dtypes_and_labels(prepared, tokenizer):
-    meta, vocab, L = prepared.meta, len(tokenizer), 48
+    meta, vocab, L = prepared.meta, len(tokenizer), mt5data.DEFAULT_MAX_LENGTH
     assert meta["vocab_size"] == vocab and meta["max_length"] == L and meta["tokenizer"] == "tokenizer"
     train_df, eval_df = mt5data.read_tsv(prepared.out)
     for split, df in (("train", train_df), ("eval", eval_df)):
@@ -352,13 +352,13 @@ def test_force_replaces_only_what_the_tool_wrote(prepared, tmp_path):
             copy / "numpy" / "extra.npy": "x"}
     for path, text in mine.items():
         path.write_text(text, encoding="utf-8")
-    forced = mt5data.prepare(data_dir=SHIPPED, out=copy, max_length=24, force=True,
+    forced = mt5data.prepare(data_dir=SHIPPED, out=copy, max_length=32, force=True,
                              log=lambda *_: None)
     assert not forced.skipped
     for path, text in mine.items():
         assert path.read_text(encoding="utf-8") == text, path
     assert not [p for p in copy.iterdir() if p.name.startswith(".prepare-")]   # staging removed
-    assert mt5data.prepare(data_dir=SHIPPED, out=copy, max_length=24, log=lambda *_: None).skipped
+    assert mt5data.prepare(data_dir=SHIPPED, out=copy, max_length=32, log=lambda *_: None).skipped
 
 
 def test_a_failure_midway_leaves_the_output_as_it_was(prepared, tmp_path, monkeypatch):
