@@ -3,10 +3,9 @@ name, then its arguments with handles resolved to records (``None`` for NULL), e
 ints, ``char *`` as ``str``/``None``; other pointers stay cdata. It returns a record for
 a handle result."""
 
-import cffi
+from .handles import C, HANDLES  # noqa: F401  (C: re-exported for the capi_* modules)
 
 IMPLEMENTATIONS = {}
-C = cffi.FFI()              # for string/buffer/cast on cdata from any FFI
 
 
 def c_function(*names):
@@ -20,5 +19,4 @@ def c_function(*names):
 
 def destroy(function, record):
     """``delete`` of the C++ object: its handle becomes invalid."""
-    from .handles import HANDLES
     HANDLES.destroy(function, record)

@@ -71,7 +71,7 @@ def _strip(source):
                 i += 2 if source[i] == "\\" else 1
             out.append(quote + quote)
             i += 1
-        elif source[i] == "#" and (i == 0 or source[i - 1] == "\n"):
+        elif source[i] == "#" and source[source.rfind("\n", 0, i) + 1:i].strip() == "":
             while i < n and source[i] != "\n":                 # a directive, with continuations
                 i += 2 if source[i] == "\\" else 1
         else:

@@ -1,6 +1,8 @@
 """Handles: the fake addresses the stand-in hands out for its C++ objects, and the
 record type each C handle type must point to."""
 
+import cffi
+
 from .config import ConfigRecord
 from .errors import InvalidHandleAbort
 from .records import DataLoader, Initializer, Layer, Model, Optimizer, PerfMetrics, Tensor
@@ -25,6 +27,7 @@ HANDLE_TYPES = {
 # Handle types FlexFlow's C++ accepts as NULL ("no shared op", "default initializer").
 NULLABLE = {"flexflow_op_t", "flexflow_initializer_t"}
 _FIRST_HANDLE, _HANDLE_STEP = 0x10000, 0x10
+C = cffi.FFI()              # string/buffer/cast work on cdata of any FFI
 
 
 class Handles:
@@ -68,12 +71,10 @@ HANDLES = Handles()
 
 def read_handles(function, array, count, ctype_name="flexflow_tensor_t"):
     """The records of a C array of handles (e.g. concat's inputs)."""
-    from .capi import C
     return [HANDLES.resolve(function, ctype_name, int(C.cast("uintptr_t", array[i].impl))) for i in range(count)]
 
 
 def write_handles(array, records):
     """Store handles into a C array the caller passed (e.g. split's outputs)."""
-    from .capi import C
     for i, record in enumerate(records):
         array[i].impl = C.cast("void *", HANDLES.address(record))
