@@ -2,7 +2,8 @@
 library): the HF models of the test suite through the whole workflow
 (programs/hf_workflow.py) and ``examples/mt5/mt5_ff.py -b 8 -e 1``.
 
-Each program runs once per launch; the tests reading one run share an xdist group."""
+Each program runs once per launch: the tests reading one run share a session fixture
+and an xdist group (scripts/test.sh: --dist loadgroup), so they run on one worker."""
 
 import json
 import sys
@@ -24,7 +25,7 @@ CONSTANTS_SPLIT = ("the converted mT5 creates constants whose axis 0 has size 1;
                    "every input's axis 0 4 ways and asserts (tensor->check_valid(), size % degree != 0)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hf_run(flexflow_source):
     return run_with_real_flexflow(PROGRAMS / "hf_workflow.py", ["-ll:gpu", 1, "-b", 2, *HF_MODELS],
                                   source=flexflow_source)
@@ -56,7 +57,7 @@ def test_converted_hf_models_keep_their_constants(hf_run):
     assert not zeroed, zeroed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mt5_data(tmp_path_factory):
     """The shipped English-Sinhala data, prepared with a small vocabulary."""
     sys.path.insert(0, str(REPO / "examples" / "mt5"))
@@ -72,7 +73,7 @@ def _mt5(flexflow_source, mt5_data, tmp_path, gpus, launch_mode="flexflow_python
                                   launch_mode, source=flexflow_source)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mt5_run(flexflow_source, mt5_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("mt5out")
     return _mt5(flexflow_source, mt5_data, out, 1), out

@@ -15,6 +15,7 @@ from ffstandin.library import IMPLEMENTATIONS  # importing the library registers
 from real_flexflow import run_with_real_flexflow
 
 PROGRAM = Path(__file__).resolve().parent / "programs" / "standin_selftest.py"
+pytestmark = pytest.mark.xdist_group("standin_selftest")      # one run of PROGRAM per worker
 
 # case -> (error class, words of the message)
 EXPECTED = {
@@ -34,7 +35,7 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def selftest(flexflow_source):
     return run_with_real_flexflow(PROGRAM, ["-ll:gpu", "1", "-b", "4"], source=flexflow_source)
 
@@ -105,3 +106,22 @@ def test_c_source_parser():
     assert set(csource.defined_functions(source)) == {"flexflow_two_lines", "flexflow_deprecated",
                                                       "flexflow_asserts_later"}
     assert csource.aborting_functions(source) == ["flexflow_deprecated"]
+
+
+def test_legion_filter_is_legions(flexflow_source):
+    """The stand-in legion_top filters what Legion 24.06.0's legion_top.input_args does."""
+    import legion_top
+    assert legion_top.FILTERED_PREFIXES == facts.function_literal(flexflow_source.legion_top_py, "input_args",
+                                                                  "prefixes")
+
+
+def test_ffconfig_reads_the_command_line_as_cpp_does():
+    from ffstandin.config import ConfigRecord
+    from ffstandin.errors import UndefinedBehaviourAbort
+    config = ConfigRecord()
+    config.parse_args("test", ["prog", "-b", "32x", "--epochs", "3", "-ll:gpu", "2", "--lr", "0.5e-1",
+                               "--disable-control-replication", "--unknown", "-ll:fsize", "100", "-ll:msize", "20"])
+    assert (config.batchSize, config.epochs, config.workersPerNode, config.learningRate) == (32, 3, 2, 0.05)
+    assert not config.enable_control_replication and config.device_mem == 120
+    with pytest.raises(UndefinedBehaviourAbort):
+        config.parse_args("test", ["prog", "-b"])

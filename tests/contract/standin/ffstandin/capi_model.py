@@ -81,18 +81,17 @@ def model_compile(fn, model, loss_type, metrics, nb_metrics, comp_mode):
 
 @c_function("flexflow_model_init_layers")
 def model_init_layers(fn, model):
-    """FFModel::init_operators. NoOp::init of every OP_INPUT fills the input with zeros
-    (noop.cc), so values written earlier with set_tensor are lost."""
+    """FFModel::init_operators. NoOp::init of every OP_INPUT (inputs, constants, the
+    label) fills it with zeros (noop.cc), so values written earlier are lost."""
     if not model.compiled:
         return                                    # no operators yet: nothing runs
     for layer, message in model.partition.init_problems:
         raise AssertionAbort(fn, f"{layer.full_name}: {message}")
-    for layer in model.layers:
-        if layer.op == "OP_INPUT":
-            for tensor in layer.outputs:
-                if tensor.value is not None:
-                    model.zeroed_at_init.append(f"{tensor.label} (written by {tensor.value_source})")
-                tensor.value = None
+    inputs = [t for layer in model.layers if layer.op == "OP_INPUT" for t in layer.outputs] + [model.label]
+    for tensor in inputs:                         # the label's NoOp is an OP_INPUT too
+        if tensor.value is not None:
+            model.zeroed_at_init.append(f"{tensor.label} (written by {tensor.value_source})")
+        tensor.value = None
     model.initialized = True
 
 
