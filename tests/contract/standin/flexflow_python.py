@@ -5,11 +5,10 @@ the input arguments, then runs legion_top.legion_python_main).
 
     python tests/contract/standin/flexflow_python.py script.py [flags...]
 
-FlexFlow's package and this folder must be importable (see harness.py)."""
+FlexFlow's package must be importable (../real_flexflow.py sets PYTHONPATH)."""
 
 import os
 import sys
-
 
 import legion_top
 from ffstandin.realm import PROCESS

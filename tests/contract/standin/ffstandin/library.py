@@ -23,6 +23,7 @@ from .errors import (AssertionAbort, InvalidHandleAbort, MissingSymbolError, Not
 from .handles import HANDLE_TYPES, HANDLES, NULLABLE
 from .report import REPORT
 
+
 class StandinFFI(cffi.FFI):
     """cffi's FFI, except for ``dlopen`` of libflexflow; remembers what was ``cdef``-ed."""
 
