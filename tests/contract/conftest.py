@@ -25,3 +25,10 @@ def flexflow_source():
         if os.environ.get(REQUIRE_SOURCE) == "1":
             pytest.fail(f"FlexFlow's source is required ({REQUIRE_SOURCE}=1) but unavailable: {exc}")
         pytest.skip(f"FlexFlow's source is unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory):
+    """A folder shared by the pytest-xdist workers of this session (for run_once)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

@@ -9,6 +9,9 @@ fresh process launched the way FlexFlow programs are launched.
 ``sys.argv`` and configure the machine) or ``"python"`` (plain Python: the program must
 pass ``num_gpus`` etc. to ``init_flexflow_runtime``, which replaces ``sys.argv``)."""
 
+import contextlib
+import dataclasses
+import fcntl
 import inspect
 import json
 import os
@@ -89,6 +92,26 @@ def run_with_real_flexflow(target, argv=(), launch_mode="flexflow_python", *, so
         done = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return ProgramRun(command, done.returncode, done.stdout, done.stderr, report)
+
+
+def run_once(folder, key, target, argv=(), launch_mode="flexflow_python", **kwargs):
+    """``run_with_real_flexflow`` once per ``folder`` and ``key``: processes sharing the
+    folder (pytest-xdist workers) get the recorded run of the first one."""
+    record = Path(folder) / f"{key}.run.json"
+    with exclusive(record):
+        if record.exists():
+            return ProgramRun(**json.loads(record.read_text()))
+        run = run_with_real_flexflow(target, argv, launch_mode, **kwargs)
+        record.write_text(json.dumps(dataclasses.asdict(run)))
+        return run
+
+
+@contextlib.contextmanager
+def exclusive(path):
+    """Hold an exclusive lock on ``<path>.lock``."""
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _driver(function, folder):

@@ -2,8 +2,8 @@
 library): the HF models of the test suite through the whole workflow
 (programs/hf_workflow.py) and ``examples/mt5/mt5_ff.py -b 8 -e 1``.
 
-Each program runs once per launch: the tests reading one run share a session fixture
-and an xdist group (scripts/test.sh: --dist loadgroup), so they run on one worker."""
+Each program runs once per launch and session; tests on other pytest-xdist workers read
+the recorded run (real_flexflow.run_once)."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from real_flexflow import REPO, run_with_real_flexflow
+from real_flexflow import REPO, exclusive, run_once, run_with_real_flexflow
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 HF_MODELS = ("bert", "gpt2", "t5", "mt5", "llama", "vit", "llama_gqa", "vit_classifier", "albert", "albert_mlm",
@@ -26,9 +26,9 @@ CONSTANTS_SPLIT = ("the converted mT5 creates constants whose axis 0 has size 1;
 
 
 @pytest.fixture(scope="session")
-def hf_run(flexflow_source):
-    return run_with_real_flexflow(PROGRAMS / "hf_workflow.py", ["-ll:gpu", 1, "-b", 2, *HF_MODELS],
-                                  source=flexflow_source)
+def hf_run(flexflow_source, shared_dir):
+    return run_once(shared_dir, "hf_workflow", PROGRAMS / "hf_workflow.py", ["-ll:gpu", 1, "-b", 2, *HF_MODELS],
+                    source=flexflow_source)
 
 
 def _hf_results(run):
@@ -36,7 +36,6 @@ def _hf_results(run):
             if line.startswith("HF_WORKFLOW ")]
 
 
-@pytest.mark.xdist_group("hf_workflow")
 def test_converted_hf_models_on_flexflow(hf_run):
     """convert -> compile with weights -> loaders -> init_layers -> fit -> eval -> copy back -> graph file."""
     hf_run.check()
@@ -50,7 +49,6 @@ def test_converted_hf_models_on_flexflow(hf_run):
         assert hf_run.weights_not_set_in_compile(model) == []
 
 
-@pytest.mark.xdist_group("hf_workflow")
 @pytest.mark.xfail(strict=True, reason=ZEROED_CONSTANTS)
 def test_converted_hf_models_keep_their_constants(hf_run):
     zeroed = {i: m["zeroed_at_init"] for i, m in enumerate(hf_run.models) if m["zeroed_at_init"]}
@@ -58,28 +56,29 @@ def test_converted_hf_models_keep_their_constants(hf_run):
 
 
 @pytest.fixture(scope="session")
-def mt5_data(tmp_path_factory):
-    """The shipped English-Sinhala data, prepared with a small vocabulary."""
-    sys.path.insert(0, str(REPO / "examples" / "mt5"))
-    import common
-    out = tmp_path_factory.mktemp("mt5data")
-    common.mt5_data.prepare(data_dir=REPO / "data" / "eng-sin", out=out, vocab_size=400, log=lambda *a: None)
+def mt5_data(shared_dir):
+    """The shipped English-Sinhala data, prepared once per session with a small vocabulary."""
+    out = shared_dir / "mt5data"
+    with exclusive(out):
+        if not out.exists():
+            sys.path.insert(0, str(REPO / "examples" / "mt5"))
+            import common
+            common.mt5_data.prepare(data_dir=REPO / "data" / "eng-sin", out=out, vocab_size=400,
+                                    log=lambda *a: None)
     return out
 
 
-def _mt5(flexflow_source, mt5_data, tmp_path, gpus, launch_mode="flexflow_python"):
-    return run_with_real_flexflow("examples/mt5/mt5_ff.py",
-                                  ["-ll:gpu", gpus, "-b", 8, "-e", 1, "--data", mt5_data, "--out", tmp_path],
-                                  launch_mode, source=flexflow_source)
+def _mt5_argv(mt5_data, out, gpus):
+    return ["-ll:gpu", gpus, "-b", 8, "-e", 1, "--data", mt5_data, "--out", out]
 
 
 @pytest.fixture(scope="session")
-def mt5_run(flexflow_source, mt5_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mt5out")
-    return _mt5(flexflow_source, mt5_data, out, 1), out
+def mt5_run(flexflow_source, mt5_data, shared_dir):
+    out = shared_dir / "mt5out"
+    return run_once(shared_dir, "mt5_ff", "examples/mt5/mt5_ff.py", _mt5_argv(mt5_data, out, 1),
+                    source=flexflow_source), out
 
 
-@pytest.mark.xdist_group("mt5")
 def test_mt5_ff_on_flexflow(mt5_run):
     run, out = mt5_run
     run.check()
@@ -90,7 +89,6 @@ def test_mt5_ff_on_flexflow(mt5_run):
     assert (out / "ff" / "scores.json").is_file()
 
 
-@pytest.mark.xdist_group("mt5")
 @pytest.mark.xfail(strict=True, reason=ZEROED_CONSTANTS)
 def test_mt5_ff_keeps_its_constants(mt5_run):
     assert mt5_run[0].model["zeroed_at_init"] == []
@@ -98,9 +96,10 @@ def test_mt5_ff_keeps_its_constants(mt5_run):
 
 @pytest.mark.xfail(strict=True, reason=CONSTANTS_SPLIT)
 def test_mt5_ff_on_flexflow_4gpu(flexflow_source, mt5_data, tmp_path):
-    _mt5(flexflow_source, mt5_data, tmp_path, 4).check()
+    run_with_real_flexflow("examples/mt5/mt5_ff.py", _mt5_argv(mt5_data, tmp_path, 4), source=flexflow_source).check()
 
 
 @pytest.mark.xfail(strict=True, reason=PLAIN_PYTHON_INIT)
 def test_mt5_ff_on_flexflow_plain_python(flexflow_source, mt5_data, tmp_path):
-    _mt5(flexflow_source, mt5_data, tmp_path, 1, launch_mode="python").check()
+    run_with_real_flexflow("examples/mt5/mt5_ff.py", _mt5_argv(mt5_data, tmp_path, 1), "python",
+                           source=flexflow_source).check()

@@ -12,10 +12,9 @@ import pytest
 import flexflow_facts as facts
 from ffstandin import csource
 from ffstandin.library import IMPLEMENTATIONS  # importing the library registers every emulation
-from real_flexflow import run_with_real_flexflow
+from real_flexflow import run_once
 
 PROGRAM = Path(__file__).resolve().parent / "programs" / "standin_selftest.py"
-pytestmark = pytest.mark.xdist_group("standin_selftest")      # one run of PROGRAM per worker
 
 # case -> (error class, words of the message)
 EXPECTED = {
@@ -36,8 +35,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="session")
-def selftest(flexflow_source):
-    return run_with_real_flexflow(PROGRAM, ["-ll:gpu", "1", "-b", "4"], source=flexflow_source)
+def selftest(flexflow_source, shared_dir):
+    return run_once(shared_dir, "standin_selftest", PROGRAM, ["-ll:gpu", "1", "-b", "4"], source=flexflow_source)
 
 
 def _results(run):
