@@ -38,14 +38,13 @@ SDIST_SHA256 = "875278592ef7fd8b842ead27157b629475dd07e9174b2ee1aa379b5858e91784
 
 # Paths inside the sdist (below its top folder). FlexFlow's Python package, the files
 # its header build needs (the template and the headers), the C API source, and
-# Legion's two Python modules that the stand-in replaces (read to cross-check it).
+# Legion's legion_top.py, which the stand-in replaces (read to cross-check it).
 EXTRACT = (
     "python/flexflow/",
     "python/flexflow_cffi_build.py",
     "python/flexflow_cffi_header.py.in",
     "include/flexflow/",
     "src/c/flexflow_c.cc",
-    "deps/legion/bindings/python/legion_cffi.py",
     "deps/legion/bindings/python/legion_top.py",
 )
 _STAMP = ".flexflow-torch-complete"
@@ -81,20 +80,12 @@ class FlexFlowSource:
         return self.root / "python/flexflow/core/__init__.py"
 
     @property
-    def c_header(self):
-        return self.root / "include/flexflow/flexflow_c.h"
-
-    @property
     def c_source(self):
         return self.root / "src/c/flexflow_c.cc"
 
     @property
     def legion_top_py(self):
         return self.root / "deps/legion/bindings/python/legion_top.py"
-
-    @property
-    def legion_cffi_py(self):
-        return self.root / "deps/legion/bindings/python/legion_cffi.py"
 
 
 def cache_dir():

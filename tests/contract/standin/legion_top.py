@@ -3,7 +3,8 @@
 Kept from the real module: ``input_args`` (the same filter), how ``legion_python_main``
 sets ``sys.argv`` and runs the script as ``__main__``, and the reference counting of
 ``legion_canonical_python_main`` / ``legion_canonical_python_cleanup``. Replaced: the
-Legion runtime itself (ffstandin.realm records the arguments and the machine)."""
+Legion runtime itself (ffstandin.realm records the arguments and the machine); Legion's
+cleanup items, import_global and the REPL are left out (FlexFlow uses none of them)."""
 
 import os
 import sys
@@ -17,13 +18,8 @@ from ffstandin.realm import PROCESS
 FILTERED_PREFIXES = ['-cuda:', '-numa:', '-ucx:', '-gex:', '-dm:', '-bishop:']
 FILTERED_FLAGS = ['-level', '-logfile']
 
-_cleanup_items = []
 _top_level_counter = 0
 return_code = 0
-
-
-def add_cleanup_item(item):
-    _cleanup_items.append(item)
 
 
 def input_args(filter_runtime_options=False):
@@ -49,8 +45,6 @@ def legion_python_main():
         raise LaunchError("the stand-in flexflow_python runs a script file only (no REPL, -c or -m)")
     sys.argv = list(args[start:])
     run_path(args[start], '__main__')
-    for cleanup in reversed(_cleanup_items):
-        cleanup()
     return return_code
 
 
@@ -95,7 +89,3 @@ def legion_canonical_python_main(sys_argv=None):
 def legion_canonical_python_cleanup():
     global _top_level_counter
     _top_level_counter -= 1
-    if _top_level_counter > 0:
-        return
-    for cleanup in reversed(_cleanup_items):
-        cleanup()

@@ -10,7 +10,7 @@ import numpy as np
 # enum DataType (flexflow_c.h / ffconst.h) -> (numpy dtype, byte size)
 DATA_TYPES = {40: (np.bool_, 1), 41: (np.int32, 4), 42: (np.int64, 8), 43: (np.float16, 2),
               44: (np.float32, 4), 45: (np.float64, 8), 46: (None, 0), 47: (np.int8, 1), 49: (None, 0)}
-DT_BOOLEAN, DT_INT32, DT_INT64, DT_HALF, DT_FLOAT, DT_DOUBLE, DT_NONE = 40, 41, 42, 43, 44, 45, 49
+DT_INT32, DT_INT64, DT_FLOAT, DT_NONE = 41, 42, 44, 49
 
 # FFModel guid counters start at these values (flexflow_c.h enum, model.cc FFModel::FFModel).
 LAYER_GUID_FIRST_VALID = 1000000
