@@ -14,4 +14,14 @@ from .verify import verify  # noqa: E402  (binds the function over the submodule
 
 
 __all__ = ["PyTorchModel", "analyze", "verify", "file_to_ff", "create_data_loaders", "load_constants",
-           "CrossEntropyHead", "init_runtime", "registry", "FFProgram", "load_program", "save_program"]
+           "CrossEntropyHead", "init_runtime", "registry", "FFProgram", "load_program", "save_program",
+           "FlexFlowModel"]
+
+
+def __getattr__(name):
+    """`FlexFlowModel` (HF's API over a converted model) imports transformers' pipelines
+    only when asked for."""
+    if name == "FlexFlowModel":
+        from .hf import FlexFlowModel
+        return FlexFlowModel
+    raise AttributeError(f"module 'flexflow_torch' has no attribute {name!r}")
