@@ -11,11 +11,12 @@ from .launch import init_runtime  # noqa: E402
 from .graph import FFProgram  # noqa: E402
 from .serialization import load_program, save_program  # noqa: E402
 from .verify import verify  # noqa: E402  (binds the function over the submodule name)
+from .checkpoint import fit, load_checkpoint, save_checkpoint  # noqa: E402
 
 
 __all__ = ["PyTorchModel", "analyze", "verify", "file_to_ff", "create_data_loaders", "load_constants",
            "CrossEntropyHead", "init_runtime", "registry", "FFProgram", "load_program", "save_program",
-           "FlexFlowModel"]
+           "FlexFlowModel", "fit", "save_checkpoint", "load_checkpoint"]
 
 
 def __getattr__(name):

@@ -95,3 +95,18 @@ def test_mt5_ff_on_flexflow_4gpu(flexflow_source, mt5_data, tmp_path):
 def test_mt5_ff_on_flexflow_plain_python(flexflow_source, mt5_data, tmp_path):
     run_with_real_flexflow("examples/mt5/mt5_ff.py", _mt5_argv(mt5_data, tmp_path, 1), "python",
                            source=flexflow_source).check()
+
+
+def test_checkpoint_and_resume_on_flexflow(flexflow_source, tmp_path):
+    """flexflow_torch.fit and the checkpoints on FlexFlow's own FFModel, loaders and
+    Parameter API: the weights and the position come back; the optimizer state cannot
+    (FlexFlow's API has no access to it) and load_checkpoint says so."""
+    run = run_with_real_flexflow(PROGRAMS / "checkpoint_resume.py", ["-ll:gpu", 2, "-b", 2, tmp_path],
+                                 source=flexflow_source)
+    run.check()
+    result = next(json.loads(line[len("CHECKPOINT "):]) for line in run.stdout.splitlines()
+                  if line.startswith("CHECKPOINT "))
+    assert result["end"] == result["position"] == [2, 0]
+    assert result["runtime"] == "flexflow" and result["state"] is None and result["layers"] > 10
+    assert result["restored"]
+    assert any("optimizer state" in w and "starts afresh" in w for w in result["warnings"])
