@@ -66,3 +66,7 @@ class ConfigError(FlexFlowTorchError, ValueError):
 
 class ArgumentError(FlexFlowTorchError, ValueError):
     """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""
+
+
+class CheckpointError(FlexFlowTorchError, ValueError):
+    """A checkpoint that does not fit the model, the data or the run resuming from it."""

@@ -16,13 +16,14 @@ from .serialization import load_program, save_program
 from .weights import copy_weights_to_torch
 
 
-def convert(prepared) -> tuple:
-    """(program, parameter plan) recorded from a prepared graph."""
+def convert(prepared, one_gpu=False) -> tuple:
+    """(program, parameter plan) recorded from a prepared graph; `one_gpu` lays shared
+    tables used as matrices out for one GPU (one read per step, see param_plan)."""
     raise_if_unsupported(find_unsupported(prepared), prepared.ties)
     program = FFProgram()
     program.batch_size = prepared.batch_size
     plan = ParamPlan(prepared.graph, prepared.params)
-    ConversionContext(prepared, program, plan).run()
+    ConversionContext(prepared, program, plan, one_gpu).run()
     return program, plan
 
 
@@ -107,24 +108,31 @@ class PyTorchModel:
             self.example_inputs = make_example_inputs(model, self.input_names, batch_size, seq_length)
             self._positional = False
         self.input_names = list(self.example_inputs)
-        self._captures = {}       # training? -> [prepared, program, plan]
+        self._captures = {}       # training? -> {"prepared", (one_gpu?) -> (program, plan)}
 
     # ------------------------------------------------------------------ conversion
     def _capture(self, training):
         if training not in self._captures:
             prepared = prepare(self.model, self.example_inputs, self._positional, self.is_hf_model, training)
-            self._captures[training] = [prepared, None, None]
+            self._captures[training] = {"prepared": prepared}
         return self._captures[training]
 
     @property
     def prepared(self):
-        return self._capture(self.training)[0]
+        return self._capture(self.training)["prepared"]
 
-    def program_for(self, training) -> FFProgram:
+    def _converted(self, training, one_gpu=False):
         entry = self._capture(training)
-        if entry[1] is None:
-            entry[1], entry[2] = convert(entry[0])
-        return entry[1]
+        if one_gpu and not ParamPlan(entry["prepared"].graph, entry["prepared"].params).has_matrix_tables():
+            one_gpu = False                      # the same program either way
+        if one_gpu not in entry:
+            entry[one_gpu] = convert(entry["prepared"], one_gpu)
+        return entry[one_gpu]
+
+    def program_for(self, training, one_gpu=False) -> FFProgram:
+        """The program for training or eval mode; `one_gpu` reads shared tables used as
+        matrices once per step (replaying it with data parallelism raises)."""
+        return self._converted(training, one_gpu)[0]
 
     @property
     def program(self) -> FFProgram:
@@ -150,16 +158,18 @@ class PyTorchModel:
         `input_tensors` follow `input_names` (a list, or a dict by name); None creates
         them (see `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
         constants by the loaders of `create_data_loaders` (or `load_constants`)."""
+        from .semantics.model import degree_of
+        program = self.program_for(self.training, one_gpu=degree_of(ffmodel._ffconfig) == 1)
         if input_tensors is None:
-            input_tensors = self.create_input_tensors(ffmodel)
+            input_tensors = create_input_tensors(program, ffmodel)
         if isinstance(input_tensors, dict):
             unknown = set(input_tensors) - set(self.input_names)
             if unknown:
                 raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
             input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
-        replay = Replay(self.program, ffmodel, input_tensors)
+        replay = Replay(program, ffmodel, input_tensors)
         if verbose:
-            print(self.program)
+            print(program)
         return replay.outputs
 
     to_ff = torch_to_ff
@@ -210,7 +220,7 @@ class PyTorchModel:
         for m in program.ff_ops():
             counts[m] = counts.get(m, 0) + 1
         report.ff_ops = counts
-        report.lint = lint(p, program, self._captures[self.training][2], self.model)
+        report.lint = lint(p, program, self._converted(self.training)[1], self.model)
         return report
 
 
