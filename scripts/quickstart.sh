@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python scripts/prepare_mt5_data.py --out examples/mt5/data
-.venv/bin/python examples/mt5/mt5_ff.py -b 16 -e 8 --lr 0.003 "$@"
+.venv/bin/python examples/mt5/mt5_ff.py -b 16 -e 10 --lr 0.003 "$@"

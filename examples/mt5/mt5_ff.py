@@ -1,8 +1,8 @@
 """mT5 English<->Sinhala translation on FlexFlow: the HF model converted by
 flexflow-torch's PyTorchModel, trained and evaluated through FlexFlow's API.
 
-    python examples/mt5/mt5_ff.py -b 16 -e 8 --lr 0.003           # embedded runtime (the quick start)
-    flexflow_python examples/mt5/mt5_ff.py -ll:gpu 4 -ll:fsize 14000 -ll:zsize 4096 -b 32 -e 8
+    python examples/mt5/mt5_ff.py -b 16 -e 10 --lr 0.003           # embedded runtime (the quick start)
+    flexflow_python examples/mt5/mt5_ff.py -ll:gpu 4 -ll:fsize 14000 -ll:zsize 4096 -b 32 -e 10
 
 The training loop runs exactly the steps of FlexFlow's `FFModel.fit` (next_batch on
 every loader, forward, zero_gradients, backward, update), sets the learning rate of

@@ -4,7 +4,7 @@ Same data, model, initial weights, optimizer (FlexFlow's Adam rule by default, o
 SGD), learning-rate schedule and loss definition as mt5_ff.py, so the two loss curves
 agree step by step; the model decodes the eval set with HF generate:
 
-    python examples/mt5/mt5_torch.py -b 16 -e 8 --lr 0.003 [--model DIR]
+    python examples/mt5/mt5_torch.py -b 16 -e 10 --lr 0.003 [--model DIR]
 """
 
 import sys
