@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .analysis import AnalysisReport, count_ops, find_unsupported, lint, raise_if_unsupported
-from .capture import make_example_inputs, normalize_example_inputs
+from .capture import check_against_examples, check_batch_size, make_example_inputs, normalize_example_inputs
 from .context import ConversionContext
 from .errors import ConversionError, InvalidModelError
 from .graph import FFProgram
@@ -82,19 +82,18 @@ class PyTorchModel:
     FlexFlow dropout with the model's rates; eval mode has none. No loss operator is
     appended: add one with `flexflow_torch.CrossEntropyHead`."""
 
-    def __init__(self, model, is_hf_model=False, input_names=None, batch_size=1, seq_length=None,
+    def __init__(self, model, is_hf_model=False, input_names=None, batch_size=None, seq_length=None,
                  example_inputs=None, training=None):
         if not isinstance(model, torch.nn.Module):
             raise InvalidModelError(f"expected a torch.nn.Module or torch.fx.GraphModule, got {type(model).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConversionError(f"batch_size must be a positive int, got {batch_size!r}")
+        if batch_size is not None:
+            check_batch_size(batch_size)
         if input_names is not None and (isinstance(input_names, str) or
                                         not all(isinstance(n, str) for n in input_names)):
             raise ConversionError(f"input_names must be a list of strings, got {input_names!r}")
         self.model = model
         self.is_hf_model = bool(is_hf_model) or hasattr(model, "config")
         self.input_names = list(input_names) if input_names else None
-        self.batch_size = batch_size
         self.seq_length = seq_length
         self.training = bool(model.training if training is None else training)
         if example_inputs is not None:
@@ -103,9 +102,11 @@ class PyTorchModel:
             if bad:
                 raise ConversionError(f"example_inputs must all be tensors; {bad} are not (HF flags such as "
                                       "use_cache are set by the converter)")
+            check_against_examples(self.example_inputs, batch_size, seq_length)
         else:
-            self.example_inputs = make_example_inputs(model, self.input_names, batch_size, seq_length)
+            self.example_inputs = make_example_inputs(model, self.input_names, batch_size or 1, seq_length)
             self._positional = False
+        self.batch_size = int(next(iter(self.example_inputs.values())).shape[0])
         self.input_names = list(self.example_inputs)
         self._captures = {}       # training? -> [prepared, program, plan]
 
@@ -229,7 +230,7 @@ def file_to_ff(path, ffmodel, input_tensors=None):
     return Replay(program, ffmodel, input_tensors).outputs
 
 
-def analyze(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None,
+def analyze(model, input_names=None, batch_size=None, seq_length=None, example_inputs=None,
             is_hf_model=False) -> AnalysisReport:
     """Report (without raising) what converting `model` would hit; given an FFModel
     (embedded runtime), lint its layers against FlexFlow's rules."""

@@ -119,7 +119,7 @@ def torch_node_values(prepared, inputs):
     return env
 
 
-def verify(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None, is_hf_model=False,
+def verify(model, input_names=None, batch_size=None, seq_length=None, example_inputs=None, is_hf_model=False,
            per_node=True, inputs=None) -> VerifyReport:
     """Convert `model` (or take a PyTorchModel), run both sides on the same
     inputs (the capture's example inputs, or `inputs`: a dict name -> tensor of

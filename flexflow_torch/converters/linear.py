@@ -15,7 +15,7 @@ from ..context import Merged, Param
 from ..errors import ConversionError
 from ..fused_ops import dense as fused_dense
 from ..graph import enum
-from ._common import binary, expand, to_float
+from ._common import CONST, FIXED, PARAM, arg_kind, binary, expand, shape_of, supported_if, to_float
 
 aten = torch.ops.aten
 
@@ -93,8 +93,10 @@ def aten_linear(ctx, input, weight, bias=None):
 
 
 @register(fused_dense)
-def fused_dense_activation(ctx, input, weight, bias=None, activation="relu"):
-    """dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor"""
+def fused_dense_activation(ctx, input, weight, bias, activation):
+    """flexflow_torch::dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor
+
+    FlexFlow's dense with a fused RELU or SIGMOID."""
     act = {"relu": "AC_MODE_RELU", "sigmoid": "AC_MODE_SIGMOID"}[activation]
     return _dense(ctx, input, weight, bias, activation=act)
 
@@ -115,10 +117,30 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
     return binary(ctx, "add", y, binary(ctx, "multiply", self, beta))
 
 
-@register(aten.mm.default, aten.bmm.default, aten.matmul.default)
-def aten_matmul(ctx, self, other=None, mat2=None):
-    """matmul(Tensor self, Tensor other) -> Tensor   (also mm, bmm)"""
+def _matmul_support(node, self, other=None, mat2=None, **_):
     b = other if other is not None else mat2
+    ranks = [len(shape_of(self)), len(shape_of(b))]
+    if 1 in ranks:
+        return f"a matrix product with a 1-D operand (ranks {ranks[0]} and {ranks[1]})"
+    if arg_kind(self) in (CONST, PARAM, FIXED) and arg_kind(b) in (CONST, PARAM, FIXED):
+        return "a matrix product of two values that depend on no input (FlexFlow computes per sample)"
+    return None
+
+
+def _product(ctx, a, b):
     if isinstance(b, Param) and len(b.shape) == 2:
-        return _via_table(ctx, self, b, None, transposed=False)
-    return matmul(ctx, self, b)
+        return _via_table(ctx, a, b, None, transposed=False)
+    return matmul(ctx, a, b)
+
+
+@register(aten.matmul.default, supports=supported_if(_matmul_support))
+def aten_matmul(ctx, self, other):
+    """matmul(Tensor self, Tensor other) -> Tensor"""
+    return _product(ctx, self, other)
+
+
+@register(aten.mm.default, aten.bmm.default, supports=supported_if(_matmul_support))
+def aten_mm(ctx, self, mat2):
+    """mm(Tensor self, Tensor mat2) -> Tensor
+    bmm(Tensor self, Tensor mat2) -> Tensor"""
+    return _product(ctx, self, mat2)
