@@ -7,13 +7,14 @@ import torch
 from .analysis import AnalysisReport, count_ops, find_unsupported, lint, raise_if_unsupported
 from .capture import check_against_examples, check_batch_size, make_example_inputs, normalize_example_inputs
 from .context import ConversionContext
-from .errors import ConversionError, InvalidModelError
+from .errors import ConversionError, InvalidModelError, ModelStateError
 from .graph import FFProgram
-from .loaders import InputLoader, as_input_array, check_samples, register_replay, replay_of, write_constants
+from .loaders import (InputLoader, as_input_array, check_samples, register_replay, replay_of, replays_of,
+                      write_constants)
 from .param_plan import ParamPlan
 from .prepare import prepare
 from .serialization import load_program, save_program
-from .weights import copy_weights_to_torch
+from .weights import copy_weights_to_torch, refresh as refresh_weights
 
 
 def convert(prepared) -> tuple:
@@ -27,13 +28,38 @@ def convert(prepared) -> tuple:
 
 
 class Replay:
-    """What one replay of a program onto an FFModel made: its input tensors and the
-    constants the data loaders write after init_layers."""
+    """What one replay of a program onto an FFModel made: its input tensors, the
+    constants the data loaders write after init_layers, and the prefix of its layer
+    names. A program added to an FFModel that already holds a layer of one of its names
+    (a second conversion, or a hand-written layer) gets the first free `model<k>/`
+    prefix, so that its weights load into its own layers."""
 
-    def __init__(self, program, ffmodel, inputs, tensor_map=None):
+    def __init__(self, program, ffmodel, inputs, tensor_map=None, prefix=None):
         self.program, self.inputs, self.constants = program, list(inputs), []
-        self.outputs = program.replay(ffmodel, self.inputs, tensor_map=tensor_map, constants=self.constants)
+        self.prefix = _free_prefix(program, ffmodel) if prefix is None else prefix
+        self.outputs = program.replay(ffmodel, self.inputs, tensor_map=tensor_map, constants=self.constants,
+                                      prefix=self.prefix)
         register_replay(ffmodel, self)
+
+
+def _layer_names(ffmodel):
+    try:
+        return {op.name for op in ffmodel.get_layers().values()}
+    except (AttributeError, TypeError):      # a backend that cannot list its layers
+        return {name for r in replays_of(ffmodel) for name in _program_names(r.program, r.prefix)}
+
+
+def _program_names(program, prefix=""):
+    return {prefix + op.name for op in program.ops if op.kind == "op" and op.name is not None}
+
+
+def _free_prefix(program, ffmodel):
+    taken = _layer_names(ffmodel)
+    prefix, k = "", len(replays_of(ffmodel))
+    while _program_names(program, prefix) & taken:
+        k += 1
+        prefix = f"model{k}/"
+    return prefix
 
 
 def create_input_tensors(program, ffmodel):
@@ -44,12 +70,13 @@ def create_input_tensors(program, ffmodel):
             for v in program.inputs]
 
 
-def create_data_loaders(ffmodel, arrays):
+def create_data_loaders(ffmodel, arrays, program=None):
     """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
     (`arrays` in input order, or a dict by name; samples on axis 0; integer arrays
     become int32). The first loader also writes the program's constants at every
-    reset(): FlexFlow's init_layers zero-fills every input tensor."""
-    replay = replay_of(ffmodel)
+    reset(): FlexFlow's init_layers zero-fills every input tensor. `program` picks one
+    of several converted models added to the same FFModel."""
+    replay = replay_of(ffmodel, program)
     names = replay.program.input_names
     if isinstance(arrays, dict):
         missing = [n for n in names if n not in arrays]
@@ -145,12 +172,14 @@ class PyTorchModel:
         """FlexFlow input tensors of the converted model's input shapes and data types."""
         return create_input_tensors(self.program, ffmodel)
 
-    def torch_to_ff(self, ffmodel, input_tensors=None, verbose=False):
+    def torch_to_ff(self, ffmodel, input_tensors=None, verbose=False, name_prefix=None):
         """Add the model's operators to `ffmodel`; returns the output tensors.
 
         `input_tensors` follow `input_names` (a list, or a dict by name); None creates
         them (see `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
-        constants by the loaders of `create_data_loaders` (or `load_constants`)."""
+        constants by the loaders of `create_data_loaders` (or `load_constants`). Layer
+        names are the module paths, prefixed with `name_prefix` (default: `model<k>/`
+        only when the FFModel already holds layers of those names)."""
         if input_tensors is None:
             input_tensors = self.create_input_tensors(ffmodel)
         if isinstance(input_tensors, dict):
@@ -158,23 +187,30 @@ class PyTorchModel:
             if unknown:
                 raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
             input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
-        replay = Replay(self.program, ffmodel, input_tensors)
+        replay = Replay(self.program, ffmodel, input_tensors, prefix=name_prefix)
         if verbose:
             print(self.program)
         return replay.outputs
 
     to_ff = torch_to_ff
 
+    def _replay(self, ffmodel):
+        programs = [entry[1] for entry in self._captures.values() if entry[1] is not None]
+        mine = [r for r in replays_of(ffmodel) if r.program in programs]
+        if not mine:
+            raise ModelStateError("add this converted model to the FFModel first (torch_to_ff)")
+        return mine[-1]
+
     def input_tensors(self, ffmodel):
-        return list(replay_of(ffmodel).inputs)
+        return list(self._replay(ffmodel).inputs)
 
     def create_data_loaders(self, ffmodel, arrays):
         """See `flexflow_torch.create_data_loaders`."""
-        return create_data_loaders(ffmodel, arrays)
+        return create_data_loaders(ffmodel, arrays, self._replay(ffmodel).program)
 
     def load_constants(self, ffmodel):
         """See `flexflow_torch.load_constants`."""
-        load_constants(ffmodel)
+        write_constants(ffmodel, self._replay(ffmodel).constants)
 
     def torch_to_string(self) -> str:
         """The converted program as text (one FlexFlow call per line)."""
@@ -190,9 +226,14 @@ class PyTorchModel:
         return file_to_ff(path, ffmodel, input_tensors)
 
     def copy_weights_to_torch(self, ffmodel):
-        """Write `ffmodel`'s (trained) weights back into the PyTorch model, in
-        place, so that e.g. HF `save_pretrained` saves them."""
-        copy_weights_to_torch(ffmodel, replay_of(ffmodel).program, self.model)
+        """Write `ffmodel`'s (trained) weights back into the PyTorch model, in place, so
+        that e.g. HF `save_pretrained` saves them. The converted programs' copies of the
+        weights follow, so `torch_to_file` then saves the trained weights too."""
+        replay = self._replay(ffmodel)
+        copy_weights_to_torch(ffmodel, replay.program, self.model, replay.prefix)
+        for entry in self._captures.values():
+            if entry[1] is not None and entry[1] is not replay.program:
+                refresh_weights(entry[1], self.model)
         return self.model
 
     def analyze(self) -> AnalysisReport:
@@ -217,8 +258,11 @@ class PyTorchModel:
 
 def load_constants(ffmodel):
     """Write the constants of the converted model added to `ffmodel` (call after
-    init_layers; the loaders of `create_data_loaders` do it at every reset)."""
-    write_constants(ffmodel, replay_of(ffmodel).constants)
+    init_layers; the loaders of `create_data_loaders` do it at every reset); with several
+    converted models, the constants of all of them."""
+    replays = replays_of(ffmodel) or [replay_of(ffmodel)]
+    for replay in replays:
+        write_constants(ffmodel, replay.constants)
 
 
 def file_to_ff(path, ffmodel, input_tensors=None):

@@ -21,14 +21,12 @@ problem without converting anything.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Optional
 
 import torch
-
-_BUILTIN_PACKAGE = __name__.rpartition(".")[0] + ".converters"
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -40,9 +38,17 @@ _BUILTIN: Dict[object, Entry] = {}
 _USER: Dict[object, Entry] = {}
 
 
-def _is_builtin(fn) -> bool:
-    module = getattr(fn, "__module__", "") or ""
-    return module == _BUILTIN_PACKAGE or module.startswith(_BUILTIN_PACKAGE + ".")
+_registering_builtins = [False]
+
+
+@contextlib.contextmanager
+def builtin_registrations():
+    """Registrations made inside are the built-in converters (converters/__init__.py)."""
+    saved, _registering_builtins[0] = _registering_builtins[0], True
+    try:
+        yield
+    finally:
+        _registering_builtins[0] = saved
 
 
 def _check_target(target):
@@ -67,7 +73,7 @@ def register(*targets, override: bool = False, supports: Optional[Callable] = No
         _check_target(target)
 
     def decorate(fn):
-        builtin = _is_builtin(fn)
+        builtin = _registering_builtins[0]
         table = _BUILTIN if builtin else _USER
         if not builtin:
             _ensure_loaded()
