@@ -66,3 +66,8 @@ class ConfigError(FlexFlowTorchError, ValueError):
 
 class ArgumentError(FlexFlowTorchError, ValueError):
     """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""
+
+
+class NonFiniteError(FlexFlowTorchError, FloatingPointError):
+    """NaN or infinity in a training batch or in the model's output: training on it would
+    turn every weight into NaN (FLEXFLOW_TORCH_CHECK_FINITE=0 turns the check off)."""

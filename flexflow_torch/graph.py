@@ -217,6 +217,25 @@ class FFProgram:
                     attr_tensors[WeightLoader(prefix + op.name, w["param_id"], w["key"])] = self.weights[w["key"]]
         return [env[v] for v in self.outputs]
 
+    def index_limits(self):
+        """{value id: (bound, what)} for values that index something (embedding ids,
+        gather indices), through reshape/concat/split (runtime.dataloader.index_limits)."""
+        from .runtime.dataloader import index_limits
+        layers = []
+        for op in self.ops:
+            if op.kind != "op":
+                continue
+            ins, attrs = {}, {}
+            for k, v in op.args.items():
+                if isinstance(v, dict) and "$v" in v:
+                    ins[k] = v["$v"]
+                elif isinstance(v, list) and v and all(isinstance(x, dict) and "$v" in x for x in v):
+                    ins[k] = [x["$v"] for x in v]
+                else:
+                    attrs[k] = v
+            layers.append((op.method, ins, attrs, op.outputs, op.name))
+        return index_limits(layers, {vid: v.shape for vid, v in self.values.items()})
+
     # ---------------------------------------------------------------- text
     def ff_ops(self):
         """Method names of the real operators, in order (no inputs/constants)."""

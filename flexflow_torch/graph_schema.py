@@ -177,7 +177,7 @@ def validate(data: dict, tensors: dict, path):
         if _int(w, vid, what, 0) != i:
             w.fail(what, f"value ids are 0, 1, ... in order; got {vid}")
         shape = _shape(w, shape, what)
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             w.fail(what, f"dtype {_short(dtype)} is not one of {sorted(DTYPES)}")
         if part is not None:
             _int(w, part, what, 0, len(shape) - 1)
@@ -213,7 +213,7 @@ def validate(data: dict, tensors: dict, path):
             continue
         if op["kind"] != "op":
             w.fail(what, f"kind {_short(op['kind'])} is not input, constant or op")
-        if op["method"] not in semantics.SPECS:
+        if not isinstance(op["method"], str) or op["method"] not in semantics.SPECS:
             w.fail(what, f"{_short(op['method'])} is not a FlexFlow training operator")
         rule, metas, limits = _check_op(w, op, values, defined, what)
         for o in outputs:
@@ -242,7 +242,7 @@ def validate(data: dict, tensors: dict, path):
         w.fail("node_values", "expected an object")
     for name, vid in data["node_values"].items():
         _str(w, name, "node_values")
-        if isinstance(vid, bool) or vid not in defined:
+        if not _is_id(vid) or vid not in defined:
             w.fail("node_values", f"{_short(name)} names an undefined value")
     for key in ("notes", "single_gpu"):
         [_str(w, n, key) for n in _list(w, data[key], key, 10 ** 5)]
@@ -260,6 +260,26 @@ def validate(data: dict, tensors: dict, path):
                    f"{meta.dtype} {list(meta.shape)}")
         if array.dtype == np.float32 and not np.isfinite(array).all():
             w.fail(f"const/{vid}", "holds NaN or infinity")
+    _check_constant_indices(w, data, values, constants, tensors)
+
+
+def _check_constant_indices(w, data, values, constants, tensors):
+    """Constant embedding ids and gather indices lie in range (FlexFlow does not check)."""
+    from .graph import FFProgram
+    from .runtime.dataloader import check_index_range
+    program = FFProgram.from_json(data, {})
+    for vid, (bound, what) in program.index_limits().items():
+        if vid in constants:
+            try:
+                check_index_range(tensors[f"const/{vid}"], bound, what, f"const/{vid}")
+            except GraphFileError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - DataLoaderError, reported as a file problem
+                w.fail(f"const/{vid}", str(exc))
+
+
+def _is_id(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _fmt(meta):
@@ -276,7 +296,7 @@ def _weight_sources(w, sources):
         _str(w, src["param"], what)
         torch_shape = [_int(w, s, what, 1) for s in _list(w, src["torch_shape"], what, 8)]
         shape = list(_shape(w, src["shape"], what))
-        if src["dtype"] not in WEIGHT_DTYPES:
+        if not isinstance(src["dtype"], str) or src["dtype"] not in WEIGHT_DTYPES:
             w.fail(what, f"parameter dtype {_short(src['dtype'])} is not a floating-point type")
         if not isinstance(src["transpose"], bool):
             w.fail(what, "transpose is true or false")
@@ -308,7 +328,7 @@ def _create_tensor(w, op, values, outputs, what):
 def _ref(w, v, values, defined, what):
     if not (isinstance(v, dict) and set(v) == {"$v"}):
         w.fail(what, f"expected a tensor reference, got {_short(v)}")
-    if v["$v"] not in defined or isinstance(v["$v"], bool):
+    if not _is_id(v["$v"]) or v["$v"] not in defined:
         w.fail(what, f"uses %{_short(v['$v'])} before any op defines it")
     return values[v["$v"]]
 

@@ -7,7 +7,7 @@ import torch
 from .analysis import AnalysisReport, count_ops, find_unsupported, lint, raise_if_unsupported
 from .capture import check_against_examples, check_batch_size, make_example_inputs, normalize_example_inputs
 from .context import ConversionContext
-from .errors import ConversionError, InvalidModelError, ModelStateError
+from .errors import ConversionError, DataLoaderError, InvalidModelError, ModelStateError
 from .graph import FFProgram
 from .loaders import (InputLoader, as_input_array, check_samples, register_replay, replay_of, replays_of,
                       write_constants)
@@ -24,7 +24,22 @@ def convert(prepared) -> tuple:
     program.batch_size = prepared.batch_size
     plan = ParamPlan(prepared.graph, prepared.params)
     ConversionContext(prepared, program, plan).run()
+    check_index_inputs(program, list(prepared.example_inputs.values()), "example input", ConversionError)
     return program, plan
+
+
+def check_index_inputs(program, arrays, what, error):
+    """Arrays fed to the program's inputs hold valid ids wherever an input indexes an
+    embedding or a gather (FlexFlow reads out of bounds without a check)."""
+    from .runtime.dataloader import check_index_range
+    limits = program.index_limits()
+    for vid, name, array in zip(program.inputs, program.input_names, arrays):
+        if vid in limits:
+            array = array.detach().cpu().numpy() if hasattr(array, "detach") else array
+            try:
+                check_index_range(array, *limits[vid], f"{what} {name!r}")
+            except DataLoaderError as exc:
+                raise error(str(exc)) from None
 
 
 class Replay:
@@ -90,6 +105,7 @@ def create_data_loaders(ffmodel, arrays, program=None):
     arrays = [as_input_array(a, replay.program.values[v].dtype, n)
               for a, v, n in zip(arrays, replay.program.inputs, names)]
     check_samples(arrays, names)
+    check_index_inputs(replay.program, arrays, "input", DataLoaderError)
     loaders = [ffmodel.create_data_loader(t, a) for t, a in zip(replay.inputs, arrays)]
     loaders[0] = InputLoader(loaders[0], ffmodel, replay.constants)
     return loaders

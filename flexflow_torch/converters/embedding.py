@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
+from ..context import Const
+from ..errors import ConversionError
 from ..graph import enum
 from ._common import PARAM, arg_kind, becomes_float, supported_if, unsupported
 
@@ -29,6 +31,11 @@ def aten_embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=Fals
 
     A native FlexFlow embedding named after the module; a tied/shared table
     goes through the parameter plan (one FlexFlow layer for every use)."""
+    if isinstance(indices, Const) and indices.tensor.numel():
+        t = indices.tensor
+        if int(t.min()) < 0 or int(t.max()) >= weight.shape[0]:
+            raise ConversionError(f"constant ids in [{int(t.min())}, {int(t.max())}] index {weight.fqn}, a table of "
+                                  f"{weight.shape[0]} rows (positions beyond the model's maximum? check seq_length)")
     ids = ctx.tensor(indices)
     if ids.dtype != "DT_INT32":
         unsupported(COMPUTED_IDS)
