@@ -6,7 +6,7 @@ import torch
 
 from ..registry import register
 from ..context import Const
-from ._common import CONST, arg_kind, binary, expand, meta_of, operands, scalar_op, supported_if, to_float
+from ._common import CONST, PARAM, arg_kind, binary, expand, meta_of, operands, scalar_op, supported_if, to_float
 
 aten = torch.ops.aten
 
@@ -120,14 +120,35 @@ def aten_clone(ctx, self, memory_format=None):
     return self
 
 
-@register(aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default)
+@register(aten.alias.default, aten.lift_fresh_copy.default)
 def aten_alias(ctx, self):
     """alias(Tensor(a) self) -> Tensor(a)
     lift_fresh_copy(Tensor self) -> Tensor
-    detach(Tensor(a) self) -> Tensor(a)
 
-    No op (detach: FlexFlow's gradients follow the operators, as PyTorch's do without
-    the detach; the op tests mark the difference)."""
+    No op."""
+    return self
+
+
+def _detach_support(node, self):
+    stack, seen = [self], set()
+    while stack:
+        n = stack.pop()
+        if not isinstance(n, torch.fx.Node) or n in seen or arg_kind(n) == CONST:
+            continue
+        seen.add(n)
+        if arg_kind(n) == PARAM:
+            return ("detach of a value computed from trainable parameters: FlexFlow has no stop-gradient, the "
+                    "gradient PyTorch drops would train them")
+        stack.extend(n.all_input_nodes)
+    return None
+
+
+@register(aten.detach.default, supports=supported_if(_detach_support))
+def aten_detach(ctx, self):
+    """detach(Tensor(a) self) -> Tensor(a)
+
+    No op: FlexFlow has no stop-gradient, so this is only converted where no trainable
+    parameter lies upstream (the gradient it would carry reaches nothing FlexFlow trains)."""
     return self
 
 

@@ -150,12 +150,22 @@ def split_sizes(ctx, x, sizes, dim):
     return ctx.emit("split", {"input": x}, {"sizes": list(sizes), "axis": dim})
 
 
+def _used(ctx, n):
+    """Which of the node's `n` results something reads (no FlexFlow op for the others:
+    an operator whose output nothing reads is a second sink, and FlexFlow binds the loss
+    to one)."""
+    import operator
+    used = {u.args[1] for u in ctx.node.users if u.target is operator.getitem}
+    return [i in used for i in range(n)]
+
+
 def _split(ctx, self, sizes, dim):
     x = ctx.tensor(self)
     if x.id in ctx.lifted:
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         d = dim % ctx.torch_rank(x)
-        return [ctx.move(x, lambda t, s=s, n=n: t.narrow(d, s, n)) for s, n in zip(starts, sizes)]
+        return [ctx.move(x, lambda t, s=s, n=n: t.narrow(d, s, n)) if used else None
+                for s, n, used in zip(starts, sizes, _used(ctx, len(sizes)))]
     return split_sizes(ctx, x, sizes, dim % x.rank)
 
 
@@ -178,11 +188,13 @@ def aten_unbind(ctx, self, dim=0):
     x = ctx.tensor(self)
     if x.id in ctx.lifted:
         d = dim % ctx.torch_rank(x)
-        return [ctx.move(x, lambda t, i=i: t.select(d, i)) for i in range(ctx.torch_shape(x)[d])]
+        n = ctx.torch_shape(x)[d]
+        return [ctx.move(x, lambda t, i=i: t.select(d, i)) if used else None
+                for i, used in zip(range(n), _used(ctx, n))]
     dim %= x.rank
     parts = split_sizes(ctx, x, [1] * x.shape[dim], dim)
     shape = x.shape[:dim] + x.shape[dim + 1:]
-    return [ctx.reshape(p, shape or (1,)) for p in parts]
+    return [ctx.reshape(p, shape or (1,)) if used else None for p, used in zip(parts, _used(ctx, len(parts)))]
 
 
 def _slice(ctx, x, dim, start, end):
