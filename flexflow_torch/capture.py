@@ -15,6 +15,7 @@ from .errors import ConversionError, ShapeError
 from . import registry
 
 _MASK_NAMES = ("attention_mask", "decoder_attention_mask")
+MAX_VOLUME = 2 ** 31 - 1          # elements per tensor (FlexFlow's int32 volumes)
 
 
 def _config(model):
@@ -84,6 +85,10 @@ def make_example_inputs(model, input_names, batch_size=1, seq_length=None, seed=
     if not input_names:
         raise ConversionError("give input_names (with batch_size/seq_length) or example_inputs")
     enc_len, dec_len = _lengths(seq_length)
+    longest = max(n for n in (enc_len, dec_len, 1) if n is not None)
+    if batch_size * longest > MAX_VOLUME:
+        raise ShapeError(f"batch_size {batch_size} x seq_length {longest} exceeds FlexFlow's {MAX_VOLUME} elements "
+                         "per tensor")
     g = torch.Generator().manual_seed(seed)
     cfg = _config(model)
     inputs = OrderedDict()

@@ -71,3 +71,8 @@ class ArgumentError(FlexFlowTorchError, ValueError):
 class NonFiniteError(FlexFlowTorchError, FloatingPointError):
     """NaN or infinity in a training batch or in the model's output: training on it would
     turn every weight into NaN (FLEXFLOW_TORCH_CHECK_FINITE=0 turns the check off)."""
+
+
+class RegistryError(FlexFlowTorchError, TypeError, ValueError):
+    """A converter registration that cannot be made (not an operator overload, or an
+    overload another converter already holds)."""

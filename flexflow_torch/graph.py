@@ -183,6 +183,9 @@ class FFProgram:
         env = {} if tensor_map is None else tensor_map
         for vid, name, t in zip(self.inputs, self.input_names, input_tensors):
             want = self.values[vid]
+            if not (hasattr(t, "dims") and hasattr(t, "data_type")):
+                raise ShapeError(f"input {name!r}: expected a FlexFlow Tensor (ffmodel.create_tensor), got "
+                                 f"{type(t).__name__}")
             dims = tuple(int(d) for d in t.dims)
             if dims != want.shape:
                 raise ShapeError(f"input {name!r}: converted for shape {want.shape}, got a tensor of "

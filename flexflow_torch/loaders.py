@@ -59,6 +59,9 @@ def write_constants(ffmodel, constants):
 def as_input_array(array, dtype: str, name: str) -> np.ndarray:
     """`array` in the C-contiguous NumPy dtype FlexFlow's loader needs for `dtype`."""
     array = np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array)
+    if array.dtype.kind not in "biuf" or array.ndim == 0:
+        raise DTypeError(f"input {name!r} takes a numeric array with the samples on axis 0, got "
+                         f"{array.dtype} of shape {array.shape}")
     want = NUMPY_OF[dtype]
     if array.dtype != want:
         if np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating):

@@ -50,11 +50,17 @@ class Replay:
     prefix, so that its weights load into its own layers."""
 
     def __init__(self, program, ffmodel, inputs, tensor_map=None, prefix=None):
+        check_ffmodel(ffmodel)
         self.program, self.inputs, self.constants = program, list(inputs), []
         self.prefix = _free_prefix(program, ffmodel) if prefix is None else prefix
         self.outputs = program.replay(ffmodel, self.inputs, tensor_map=tensor_map, constants=self.constants,
                                       prefix=self.prefix)
         register_replay(ffmodel, self)
+
+
+def check_ffmodel(ffmodel):
+    if not (hasattr(ffmodel, "create_tensor") and hasattr(ffmodel, "_ffconfig")):
+        raise ConversionError(f"expected an FFModel (flexflow_torch.core.FFModel), got {type(ffmodel).__name__}")
 
 
 def _layer_names(ffmodel):
@@ -80,6 +86,7 @@ def _free_prefix(program, ffmodel):
 def create_input_tensors(program, ffmodel):
     """FlexFlow input tensors of the shapes and data types the program takes."""
     from .backend import enums_for
+    check_ffmodel(ffmodel)
     E = enums_for(ffmodel)
     return [ffmodel.create_tensor(list(program.values[v].shape), getattr(E.DataType, program.values[v].dtype))
             for v in program.inputs]
@@ -198,6 +205,9 @@ class PyTorchModel:
         only when the FFModel already holds layers of those names)."""
         if input_tensors is None:
             input_tensors = self.create_input_tensors(ffmodel)
+        if not isinstance(input_tensors, (list, tuple, dict)):
+            raise ConversionError(f"input_tensors is a list (in input_names order) or a dict by name, got "
+                                  f"{type(input_tensors).__name__}")
         if isinstance(input_tensors, dict):
             unknown = set(input_tensors) - set(self.input_names)
             if unknown:

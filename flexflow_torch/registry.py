@@ -28,6 +28,9 @@ from typing import Callable, Dict, Iterable, Optional
 
 import torch
 
+from .errors import RegistryError
+
+
 @dataclass(frozen=True)
 class Entry:
     fn: Callable
@@ -53,10 +56,10 @@ def builtin_registrations():
 
 def _check_target(target):
     if isinstance(target, torch._ops.OpOverloadPacket):
-        raise TypeError(f"register() takes an overload, e.g. {target}.default or {target}.Tensor; "
+        raise RegistryError(f"register() takes an overload, e.g. {target}.default or {target}.Tensor; "
                         f"{target} has {', '.join(target.overloads())}")
     if not isinstance(target, torch._ops.OpOverload):
-        raise TypeError(f"register() takes operator overloads (torch.ops.<ns>.<op>.<overload>), got "
+        raise RegistryError(f"register() takes operator overloads (torch.ops.<ns>.<op>.<overload>), got "
                         f"{target!r}")
 
 
@@ -68,7 +71,7 @@ def register(*targets, override: bool = False, supports: Optional[Callable] = No
     so that two modules cannot silently fight over an op. `supports(node)` returns None
     when `fn` can convert `node`, else the reason it cannot."""
     if not targets:
-        raise TypeError("register() needs at least one operator overload")
+        raise RegistryError("register() needs at least one operator overload")
     for target in targets:
         _check_target(target)
 
@@ -80,7 +83,7 @@ def register(*targets, override: bool = False, supports: Optional[Callable] = No
         for target in targets:
             taken = table.get(target) or (None if builtin else _BUILTIN.get(target))
             if taken is not None and taken.fn is not fn and not override:
-                raise ValueError(f"a converter for {target_name(target)} is already registered "
+                raise RegistryError(f"a converter for {target_name(target)} is already registered "
                                  f"({taken.fn.__name__}); pass override=True to replace it")
         for target in targets:
             table[target] = Entry(fn, supports)

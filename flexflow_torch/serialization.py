@@ -39,11 +39,16 @@ def checksum(program_json: str, tensors: dict) -> str:
 
 def save_program(program: FFProgram, path) -> str:
     from safetensors.numpy import save_file
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise GraphFileError(f"a graph file path is a str or os.PathLike, got {type(path).__name__}")
     tensors = {f"weight/{k}": np.ascontiguousarray(v) for k, v in program.weights.items()}
     tensors.update({f"const/{k}": np.ascontiguousarray(v) for k, v in program.constants.items()})
     text = json.dumps(program.to_json())
     path = os.fspath(path)
-    save_file(tensors, path, metadata={META_KEY: text, CHECKSUM_KEY: checksum(text, tensors)})
+    try:
+        save_file(tensors, path, metadata={META_KEY: text, CHECKSUM_KEY: checksum(text, tensors)})
+    except Exception as exc:  # noqa: BLE001 - safetensors reports I/O failures as SafetensorError
+        raise GraphFileError(f"cannot write the graph file {path}: {exc}") from exc
     return path
 
 
@@ -51,6 +56,8 @@ def load_program(path) -> FFProgram:
     """The program saved in `path`, validated (GraphFileError on any problem)."""
     from safetensors import safe_open
     from .graph_schema import check_header, check_version, validate
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise GraphFileError(f"a graph file path is a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise GraphFileError(f"no such graph file: {path}")

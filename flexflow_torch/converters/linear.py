@@ -15,9 +15,22 @@ from ..context import Merged, Param
 from ..errors import ConversionError
 from ..fused_ops import dense as fused_dense
 from ..graph import enum
-from ._common import CONST, FIXED, PARAM, arg_kind, binary, expand, shape_of, supported_if, to_float
+from ._common import CONST, FIXED, PARAM, arg_kind, binary, expand, meta_of, shape_of, supported_if, to_float
 
 aten = torch.ops.aten
+
+
+def _float_operands(*args):
+    """PyTorch's products take operands of one floating-point dtype."""
+    dtypes = {getattr(meta_of(a), "dtype", None) for a in args if a is not None}
+    dtypes.discard(None)
+    if len(dtypes) > 1 or any(not d.is_floating_point for d in dtypes):
+        return f"operands of dtypes {sorted(map(str, dtypes))}: PyTorch's product rejects them"
+    return None
+
+
+def _linear_support(node, input, weight, bias=None):
+    return _float_operands(input, weight)
 
 
 def _dense(ctx, x, weight: Param, bias, activation="AC_MODE_NONE", transpose=False):
@@ -78,7 +91,7 @@ def _via_table(ctx, x, weight: Param, bias, transposed):
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(aten.linear.default)
+@register(aten.linear.default, supports=supported_if(_linear_support))
 def aten_linear(ctx, input, weight, bias=None):
     """linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor"""
     if isinstance(weight, Param) and ctx.is_native(weight):
@@ -92,7 +105,7 @@ def aten_linear(ctx, input, weight, bias=None):
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(fused_dense)
+@register(fused_dense, supports=supported_if(lambda node, input, weight, bias, activation: _float_operands(input, weight)))
 def fused_dense_activation(ctx, input, weight, bias, activation):
     """flexflow_torch::dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor
 
@@ -119,6 +132,8 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
 
 def _matmul_support(node, self, other=None, mat2=None, **_):
     b = other if other is not None else mat2
+    if _float_operands(self, b):
+        return _float_operands(self, b)
     ranks = [len(shape_of(self)), len(shape_of(b))]
     if 1 in ranks:
         return f"a matrix product with a 1-D operand (ranks {ranks[0]} and {ranks[1]})"
