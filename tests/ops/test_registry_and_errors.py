@@ -87,6 +87,18 @@ def test_analyze_reports_every_problem_without_converting(monkeypatch):
     assert report.unsupported[0].module == "conv"
 
 
+EMPTY = [("[:, :0]", lambda x: x[:, :0] * 2), ("[:, 1:1]", lambda x: x[:, 1:1] * 2),
+         ("[:, 3:1]", lambda x: x[:, 3:1] * 2), ("[:, 5:]", lambda x: x[:, 5:] * 2),
+         ("narrow(1, 0, 0)", lambda x: x.narrow(1, 0, 0) * 2)]
+
+
+@pytest.mark.parametrize("name,fn", EMPTY, ids=[e[0] for e in EMPTY])
+def test_empty_slices_are_reported_where_they_start(name, fn):
+    with pytest.raises(UnsupportedOperatorsError, match=r"aten::slice.Tensor x1 \(produces an empty tensor") as info:
+        PyTorchModel(Lambda(fn), example_inputs=(_x(2, 3, 4),)).program
+    assert len(info.value.report.unsupported) == 1          # not the multiply that follows
+
+
 FINDING_10 = [
     ("data-dependent shape", lambda x: torch.nonzero(x).float().sum() * x, "depends on the input values"),
     ("recurrent layer", torch.nn.LSTM(4, 5, batch_first=True), "aten::lstm.input"),
