@@ -99,11 +99,13 @@ def lifted_shape(batch, torch_shape):
 
 
 class ConversionContext:
-    def __init__(self, prepared, program: FFProgram, param_plan):
+    def __init__(self, prepared, program: FFProgram, param_plan, one_gpu=False):
         self.prepared = prepared
         self.program = program
         self.plan = param_plan
         self.batch_size = prepared.batch_size
+        #: copies of a shared table used as a matrix: one per step on one GPU, else one per sample
+        self.table_copies = 1 if one_gpu else prepared.batch_size
         self.values = {}          # fx node -> Value | Const | Param | list | scalar
         self.node = None
         self.cache = {}           # per-conversion memo (tables, shared constants)

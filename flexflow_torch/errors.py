@@ -76,3 +76,7 @@ class NonFiniteError(FlexFlowTorchError, FloatingPointError):
 class RegistryError(FlexFlowTorchError, TypeError, ValueError):
     """A converter registration that cannot be made (not an operator overload, or an
     overload another converter already holds)."""
+
+
+class CheckpointError(FlexFlowTorchError, ValueError):
+    """A checkpoint that does not fit the model, the data or the run resuming from it."""

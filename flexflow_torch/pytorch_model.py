@@ -17,13 +17,14 @@ from .serialization import load_program, save_program
 from .weights import copy_weights_to_torch, refresh as refresh_weights
 
 
-def convert(prepared) -> tuple:
-    """(program, parameter plan) recorded from a prepared graph."""
+def convert(prepared, one_gpu=False) -> tuple:
+    """(program, parameter plan) recorded from a prepared graph; `one_gpu` lays shared
+    tables used as matrices out for one GPU (one read per step, see param_plan)."""
     raise_if_unsupported(find_unsupported(prepared), prepared.ties)
     program = FFProgram()
     program.batch_size = prepared.batch_size
     plan = ParamPlan(prepared.graph, prepared.params)
-    ConversionContext(prepared, program, plan).run()
+    ConversionContext(prepared, program, plan, one_gpu).run()
     check_index_inputs(program, list(prepared.example_inputs.values()), "example input", ConversionError)
     return program, plan
 
@@ -158,24 +159,31 @@ class PyTorchModel:
             self._positional = False
         self.batch_size = int(next(iter(self.example_inputs.values())).shape[0])
         self.input_names = list(self.example_inputs)
-        self._captures = {}       # training? -> [prepared, program, plan]
+        self._captures = {}       # training? -> {"prepared", (one_gpu?) -> (program, plan)}
 
     # ------------------------------------------------------------------ conversion
     def _capture(self, training):
         if training not in self._captures:
             prepared = prepare(self.model, self.example_inputs, self._positional, self.is_hf_model, training)
-            self._captures[training] = [prepared, None, None]
+            self._captures[training] = {"prepared": prepared}
         return self._captures[training]
 
     @property
     def prepared(self):
-        return self._capture(self.training)[0]
+        return self._capture(self.training)["prepared"]
 
-    def program_for(self, training) -> FFProgram:
+    def _converted(self, training, one_gpu=False):
         entry = self._capture(training)
-        if entry[1] is None:
-            entry[1], entry[2] = convert(entry[0])
-        return entry[1]
+        if one_gpu and not ParamPlan(entry["prepared"].graph, entry["prepared"].params).has_matrix_tables():
+            one_gpu = False                      # the same program either way
+        if one_gpu not in entry:
+            entry[one_gpu] = convert(entry["prepared"], one_gpu)
+        return entry[one_gpu]
+
+    def program_for(self, training, one_gpu=False) -> FFProgram:
+        """The program for training or eval mode; `one_gpu` reads shared tables used as
+        matrices once per step (replaying it with data parallelism raises)."""
+        return self._converted(training, one_gpu)[0]
 
     @property
     def program(self) -> FFProgram:
@@ -203,8 +211,11 @@ class PyTorchModel:
         constants by the loaders of `create_data_loaders` (or `load_constants`). Layer
         names are the module paths, prefixed with `name_prefix` (default: `model<k>/`
         only when the FFModel already holds layers of those names)."""
+        from .semantics.model import degree_of
+        check_ffmodel(ffmodel)
+        program = self.program_for(self.training, one_gpu=degree_of(ffmodel._ffconfig) == 1)
         if input_tensors is None:
-            input_tensors = self.create_input_tensors(ffmodel)
+            input_tensors = create_input_tensors(program, ffmodel)
         if not isinstance(input_tensors, (list, tuple, dict)):
             raise ConversionError(f"input_tensors is a list (in input_names order) or a dict by name, got "
                                   f"{type(input_tensors).__name__}")
@@ -213,16 +224,21 @@ class PyTorchModel:
             if unknown:
                 raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
             input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
-        replay = Replay(self.program, ffmodel, input_tensors, prefix=name_prefix)
+        replay = Replay(program, ffmodel, input_tensors, prefix=name_prefix)
         if verbose:
-            print(self.program)
+            print(program)
         return replay.outputs
 
     to_ff = torch_to_ff
 
+    def _programs(self):
+        """Every program converted so far (eval/training, laid out for one or more GPUs)."""
+        return [converted[0] for entry in self._captures.values()
+                for key, converted in entry.items() if key != "prepared"]
+
     def _replay(self, ffmodel):
-        programs = [entry[1] for entry in self._captures.values() if entry[1] is not None]
-        mine = [r for r in replays_of(ffmodel) if r.program in programs]
+        programs = self._programs()
+        mine = [r for r in replays_of(ffmodel) if any(r.program is p for p in programs)]
         if not mine:
             raise ModelStateError("add this converted model to the FFModel first (torch_to_ff)")
         return mine[-1]
@@ -257,9 +273,9 @@ class PyTorchModel:
         weights follow, so `torch_to_file` then saves the trained weights too."""
         replay = self._replay(ffmodel)
         copy_weights_to_torch(ffmodel, replay.program, self.model, replay.prefix)
-        for entry in self._captures.values():
-            if entry[1] is not None and entry[1] is not replay.program:
-                refresh_weights(entry[1], self.model)
+        for program in self._programs():
+            if program is not replay.program:
+                refresh_weights(program, self.model)
         return self.model
 
     def analyze(self) -> AnalysisReport:
@@ -278,7 +294,7 @@ class PyTorchModel:
         for m in program.ff_ops():
             counts[m] = counts.get(m, 0) + 1
         report.ff_ops = counts
-        report.lint = lint(p, program, self._captures[self.training][2], self.model)
+        report.lint = lint(p, program, self._converted(self.training)[1], self.model)
         return report
 
 

@@ -131,7 +131,7 @@ def verify(model, input_names=None, batch_size=None, seq_length=None, example_in
         model, is_hf_model=is_hf_model, input_names=input_names, batch_size=batch_size,
         seq_length=seq_length, example_inputs=example_inputs)
     program = ptm.eval_program
-    prepared = ptm._capture(False)[0]
+    prepared = ptm._capture(False)["prepared"]
     if inputs is None:
         inputs = ptm.example_inputs
     else:

@@ -79,14 +79,15 @@ def matmul(ctx, a, b):
 
 def _via_table(ctx, x, weight: Param, bias, transposed):
     """x @ W^T (`transposed`) or x @ W for a weight FlexFlow cannot own as a dense
-    kernel (tied, shared): W per sample from its table feeds batch_matmul."""
+    kernel (tied, shared): W from its table, G copies (see param_plan), feeds
+    batch_matmul with the rows of x grouped as (G, rows, K)."""
     x = to_float(ctx, ctx.tensor(x))
-    w = ctx.plan.matrix(ctx, weight, transposed)          # (B, K, N)
-    B, K = ctx.batch_size, w.shape[1]
-    if x.id in ctx.lifted or math.prod(x.shape) % (B * K):
-        raise ConversionError(f"cannot align {x.shape} with the batch size {B} for the shared weight "
+    w = ctx.plan.matrix(ctx, weight, transposed)          # (G, K, N)
+    G, K = w.shape[0], w.shape[1]
+    if x.id in ctx.lifted or math.prod(x.shape) % (G * K):
+        raise ConversionError(f"cannot align {x.shape} with the table copies {G} for the shared weight "
                               f"{weight.fqn}")
-    x3 = ctx.reshape(x, (B, math.prod(x.shape) // (B * K), K))
+    x3 = ctx.reshape(x, (G, math.prod(x.shape) // (G * K), K))
     y = ctx.reshape(ctx.emit("batch_matmul", {"A": x3, "B": w}), x.shape[:-1] + (w.shape[2],))
     return y if bias is None else binary(ctx, "add", y, bias)
 

@@ -56,6 +56,20 @@ class PerfMetrics:
         return " ".join(parts)
 
 
+def finite_guard(ffmodel, desc):
+    """The guard of an embedded-runtime FFModel, else one that checks nothing (a loop
+    written over FlexFlow's API, e.g. flexflow_torch.fit, runs on both backends)."""
+    return FiniteGuard(ffmodel, desc) if isinstance(ffmodel, TrainingLoop) else _NoGuard()
+
+
+class _NoGuard:
+    def inputs(self, batch):
+        pass
+
+    def output(self, batch):
+        pass
+
+
 class FiniteGuard:
     """Stops fit/eval at the first batch whose float inputs or final output hold NaN or
     infinity (one NaN sample turns every weight into NaN within an epoch; FlexFlow would
