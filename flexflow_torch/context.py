@@ -99,10 +99,11 @@ def lifted_shape(batch, torch_shape):
 
 
 class ConversionContext:
-    def __init__(self, prepared, program: FFProgram, param_plan, one_gpu=False):
+    def __init__(self, prepared, program: FFProgram, param_plan, one_gpu=False, snapshot=None):
         self.prepared = prepared
         self.program = program
         self.plan = param_plan
+        self.snapshot = {} if snapshot is None else snapshot     # weights.bind: copies shared by programs
         self.batch_size = prepared.batch_size
         #: copies of a shared table used as a matrix: one per step on one GPU, else one per sample
         self.table_copies = 1 if one_gpu else prepared.batch_size
@@ -458,9 +459,9 @@ class ConversionContext:
 
     def weight(self, key_param: Param, layout=None):
         """Register `key_param` as a program weight; returns its key. `layout`
-        (see weights.Layout) maps the PyTorch parameter to the FlexFlow weight."""
+        (see weights.layout_of) maps the PyTorch parameter to the FlexFlow weight."""
         from .weights import bind
-        return bind(self.program, key_param, layout)
+        return bind(self.program, key_param, layout, self.snapshot)
 
 
 def failure_reason(exc) -> str:

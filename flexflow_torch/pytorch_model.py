@@ -17,14 +17,15 @@ from .serialization import load_program, save_program
 from .weights import copy_weights_to_torch, refresh as refresh_weights
 
 
-def convert(prepared, one_gpu=False) -> tuple:
+def convert(prepared, one_gpu=False, snapshot=None) -> tuple:
     """(program, parameter plan) recorded from a prepared graph; `one_gpu` lays shared
-    tables used as matrices out for one GPU (one read per step, see param_plan)."""
+    tables used as matrices out for one GPU (one read per step, see param_plan);
+    `snapshot` shares weight copies with earlier conversions (weights.bind)."""
     raise_if_unsupported(find_unsupported(prepared), prepared.ties)
     program = FFProgram()
     program.batch_size = prepared.batch_size
     plan = ParamPlan(prepared.graph, prepared.params)
-    ConversionContext(prepared, program, plan, one_gpu).run()
+    ConversionContext(prepared, program, plan, one_gpu, snapshot).run()
     check_index_inputs(program, list(prepared.example_inputs.values()), "example input", ConversionError)
     return program, plan
 
@@ -160,6 +161,7 @@ class PyTorchModel:
         self.batch_size = int(next(iter(self.example_inputs.values())).shape[0])
         self.input_names = list(self.example_inputs)
         self._captures = {}       # training? -> {"prepared", (one_gpu?) -> (program, plan)}
+        self._weights = {}        # weight key -> (layout record, array): one copy for every program
 
     # ------------------------------------------------------------------ conversion
     def _capture(self, training):
@@ -177,7 +179,7 @@ class PyTorchModel:
         if one_gpu and not ParamPlan(entry["prepared"].graph, entry["prepared"].params).has_matrix_tables():
             one_gpu = False                      # the same program either way
         if one_gpu not in entry:
-            entry[one_gpu] = convert(entry["prepared"], one_gpu)
+            entry[one_gpu] = convert(entry["prepared"], one_gpu, self._weights)
         return entry[one_gpu]
 
     def program_for(self, training, one_gpu=False) -> FFProgram:
@@ -273,9 +275,11 @@ class PyTorchModel:
         weights follow, so `torch_to_file` then saves the trained weights too."""
         replay = self._replay(ffmodel)
         copy_weights_to_torch(ffmodel, replay.program, self.model, replay.prefix)
+        self._weights.clear()
+        self._weights.update({k: (replay.program.weight_sources[k], a) for k, a in replay.program.weights.items()})
         for program in self._programs():
             if program is not replay.program:
-                refresh_weights(program, self.model)
+                refresh_weights(program, self.model, self._weights)
         return self.model
 
     def analyze(self) -> AnalysisReport:

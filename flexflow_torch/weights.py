@@ -67,24 +67,34 @@ def to_torch(array, layout: dict) -> torch.Tensor:
     return value.reshape(layout["torch_shape"])
 
 
-def bind(program, param, layout=None) -> str:
-    """Register `param` (a context.Param) as a weight of `program`; returns its key."""
+def bind(program, param, layout=None, snapshot=None) -> str:
+    """Register `param` (a context.Param) as a weight of `program`; returns its key.
+
+    `snapshot` ({key: (layout record, array)}) holds the copies taken by the earlier
+    conversions of the same model (eval and training mode, layouts for one or more GPUs):
+    a program converted later binds the same copy, not the model's value by then."""
     key = param.fqn
     record = layout_of(param, layout)
     if key in program.weight_sources:
         if program.weight_sources[key] != record:
             raise ConversionError(f"internal: {key} bound twice with different layouts")
         return key
-    program.weights[key] = to_flexflow(param.tensor, record)
+    snapshot = {} if snapshot is None else snapshot
+    if key not in snapshot or snapshot[key][0] != record:
+        snapshot[key] = (record, to_flexflow(param.tensor, record))
+    program.weights[key] = snapshot[key][1]
     program.weight_sources[key] = record
     return key
 
 
-def refresh(program, module: torch.nn.Module):
-    """Take a new copy of every weight from `module`'s current parameters."""
+def refresh(program, module: torch.nn.Module, snapshot):
+    """Bring `program`'s weights up to date with `module`'s current parameters (after a
+    copy-back), through `snapshot`: arrays already taken are shared."""
     params = _named_tensors(module)
     for key, src in program.weight_sources.items():
-        program.weights[key] = to_flexflow(_target(params, key, src), src)
+        if key not in snapshot or snapshot[key][0] != src:
+            snapshot[key] = (src, to_flexflow(_target(params, key, src), src))
+        program.weights[key] = snapshot[key][1]
 
 
 class WeightLoader:
