@@ -106,7 +106,7 @@ def graph_campaign(n, signed, seed, workdir):
         key = "signed" if is_signed else "unsigned"
         results[key][result] += 1
         results[key][f"{family}:{result}"] += 1
-        if result in ("unhelpful", "silent") and len(examples[(key, result)]) < 8:
+        if result in ("unhelpful", "silent", "valid edit") and len(examples[(key, result)]) < 8:
             examples[(key, result)].append(f"{family} seed={case_seed} [{what}] -> {detail}")
     return results, examples
 
