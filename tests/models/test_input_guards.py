@@ -102,3 +102,15 @@ def test_converted_model_loaders_check_ids_and_labels_when_created():
         ptm.create_data_loaders(ffmodel, [data])
     with pytest.raises(LabelRangeError):
         head.create_label_loader(ffmodel, np.full((8, 5), 11))
+
+
+def test_the_checkpointing_fit_loop_is_guarded_too():
+    import flexflow_torch
+    ffmodel, x = _mlp()
+    data = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
+    data[5, 0] = np.nan
+    loaders = [ffmodel.create_data_loader(x, data),
+               ffmodel.create_data_loader(ffmodel.label_tensor, np.zeros((8, 1), np.int32))]
+    ffmodel.init_layers()
+    with pytest.raises(NonFiniteError, match=r"batch 2 \(samples 4-7\)"):
+        flexflow_torch.fit(ffmodel, loaders[0], loaders[1], epochs=1)
