@@ -73,11 +73,9 @@ def check_header(headers: dict, path):
     w = _Where(path)
     for name, (dtype, shape) in headers.items():
         kind, _, rest = name.partition("/")
-        if kind == "weight" and rest and dtype == "F32":
-            pass
-        elif kind == "const" and re.fullmatch(r"\d{1,9}", rest) and dtype in ("F32", "I32"):
-            pass
-        else:
+        weight = kind == "weight" and rest and dtype == "F32"
+        constant = kind == "const" and re.fullmatch(r"\d{1,9}", rest) and dtype in ("F32", "I32")
+        if not (weight or constant):
             w.fail(f"tensor {name!r}", f"unexpected tensor ({dtype}); a graph file holds float32 "
                    "weight/<key> and float32/int32 const/<id> tensors")
         if not 1 <= len(shape) <= 4 or math.prod(shape) > MAX_ELEMENTS or 0 in shape:
@@ -148,7 +146,8 @@ def _attr(w, v, kind, what):
         return v
     if kind == INTS:
         return [_int(w, x, what) for x in _list(w, v, what, 64)]
-    return v if _enum(w, v, kind, what) else v
+    _enum(w, v, kind, what)
+    return v
 
 
 @functools.lru_cache(maxsize=None)
