@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +26,18 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import CheckpointError
+from .runtime.training import finite_guard
 
 FORMAT, VERSION = "flexflow-torch-checkpoint", 1
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where training stands: `epoch` epochs done, then `batch` batches of the next."""
+    """Where training stands: `epoch` epochs done, then `batch` batches of the next;
+    `extra`: what the training script saved with it (JSON, e.g. its loss history)."""
     epoch: int = 0
     batch: int = 0
+    extra: dict = field(default_factory=dict)
 
 
 def _embedded(ffmodel) -> bool:
@@ -48,9 +51,12 @@ def _parameters(ffmodel):
             for i, op in ffmodel.get_layers().items() for j in range(op.get_number_parameters())}
 
 
-def save_checkpoint(ffmodel, path, epoch: int = 0, batch: int = 0, data: dict | None = None) -> Path:
+def save_checkpoint(ffmodel, path, epoch: int = 0, batch: int = 0, *, data: dict | None = None,
+                    extra: dict | None = None) -> Path:
     """Write `ffmodel`'s training state (after `init_layers()`) to `path`, atomically.
-    `epoch`/`batch`: the position reached (epochs done, batches of the next)."""
+    `epoch`/`batch`: the position reached (epochs done, batches of the next); `data`:
+    what a resumed run must train on ({"batch_size", "samples"}); `extra`: anything the
+    script wants back on resume (JSON)."""
     path = Path(path)
     arrays, layers = {}, {}
     for key, (name, param) in _parameters(ffmodel).items():
@@ -58,7 +64,7 @@ def save_checkpoint(ffmodel, path, epoch: int = 0, batch: int = 0, data: dict | 
         layers[key.split("/")[0]] = name
     meta = {"format": FORMAT, "version": VERSION, "runtime": "embedded" if _embedded(ffmodel) else "flexflow",
             "position": {"epoch": int(epoch), "batch": int(batch)}, "layers": layers, "data": data or {},
-            "state": None}
+            "extra": extra or {}, "state": None}
     if _embedded(ffmodel):
         tensors, meta["state"] = ffmodel._training_state()
         arrays.update({key: t.numpy() for key, t in tensors.items()})
@@ -88,10 +94,14 @@ def _read(path):
     return meta, arrays
 
 
-def load_checkpoint(ffmodel, path) -> Position:
+def load_checkpoint(ffmodel, path, *, data: dict | None = None) -> Position:
     """Restore a checkpoint into `ffmodel` (the same model, compiled, `init_layers()` done)
-    and return the position to continue from."""
+    and return the position to continue from; `data` as given to `save_checkpoint`
+    must match."""
     meta, arrays = _read(path)
+    if data is not None and meta["data"] and meta["data"] != json.loads(json.dumps(data)):
+        raise CheckpointError(f"{path} was written training on {meta['data']}, this run has {data}: "
+                              "resume with the same data and batch size")
     params = _parameters(ffmodel)
     saved = {k[len("weight/"):] for k in arrays if k.startswith("weight/")}
     if saved != set(params):
@@ -110,11 +120,7 @@ def load_checkpoint(ffmodel, path) -> Position:
         warnings.warn("resumed with the weights and the position only: FlexFlow's Python API cannot read or "
                       "write optimizer state (SGD momentum, Adam moments), which starts afresh; the run "
                       "continues exactly for plain SGD only", RuntimeWarning, stacklevel=2)
-    return Position(**meta["position"])
-
-
-def _data(loaders, batch_size):
-    return {"batch_size": batch_size, "samples": [int(d.num_samples) for d in loaders]}
+    return Position(**meta["position"], extra=meta["extra"])
 
 
 def fit(ffmodel, x, y, epochs: int = 1, *, checkpoint=None, every: int | None = None, resume: bool = False,
@@ -126,16 +132,12 @@ def fit(ffmodel, x, y, epochs: int = 1, *, checkpoint=None, every: int | None = 
     loaders = (list(x) if isinstance(x, (list, tuple)) else [x]) + [y]
     batch_size = ffmodel._ffconfig.batch_size
     iterations = int(y.num_samples / batch_size)
-    data = _data(loaders, batch_size)
+    data = {"batch_size": batch_size, "samples": [int(d.num_samples) for d in loaders]}
     start = Position()
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if resume:
-            meta, _ = _read(checkpoint)
-            if meta["data"] and meta["data"] != data:
-                raise CheckpointError(f"{checkpoint} was written training on {meta['data']}, this run has {data}: "
-                                      "resume with the same data and batch size")
-            start = load_checkpoint(ffmodel, checkpoint)
+            start = load_checkpoint(ffmodel, checkpoint, data=data)
         elif checkpoint.exists() and not overwrite:
             raise CheckpointError(f"{checkpoint} exists: resume from it, or overwrite it (overwrite=True, --force)")
     elif resume or every:
@@ -153,11 +155,14 @@ def fit(ffmodel, x, y, epochs: int = 1, *, checkpoint=None, every: int | None = 
                 d.next_batch(ffmodel)
         bar = tqdm(range(first, iterations), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr,
                    leave=False, dynamic_ncols=True, disable=None, initial=first, total=iterations)
+        guard = finite_guard(ffmodel, f"epoch {epoch + 1}/{epochs}")
         for batch in bar:
             ffmodel._ffconfig.begin_trace(ffmodel._tracing_id)
             for d in loaders:
                 d.next_batch(ffmodel)
+            guard.inputs(batch)
             ffmodel.forward()
+            guard.output(batch)
             ffmodel.zero_gradients()
             ffmodel.backward()
             ffmodel.update()

@@ -227,10 +227,11 @@ def build(args):
                 f"{args.target} is a plain nn.Module: give its inputs, e.g. --input x:4x16:float32 "
                 "(repeat per input), or return (model, example_inputs) from the factory")
         names = default_input_names(model)
-    batch = args.batch_size or 1
-    seq = args.seq_length or 16
     if example_inputs is None:
+        batch, seq = args.batch_size or 1, args.seq_length or 16
         _check_positions(model, seq, batch)
+    else:       # the example inputs fix both; PyTorchModel reports a flag that contradicts them
+        batch, seq = args.batch_size, args.seq_length
     return PyTorchModel(model, is_hf_model=is_hf, input_names=names, batch_size=batch,
                         seq_length=seq, example_inputs=example_inputs)
 

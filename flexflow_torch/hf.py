@@ -95,7 +95,7 @@ class FlexFlowModel(PreTrainedModel, GenerationMixin):
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
         program = self.replay.program
-        program.weights.update(read_weights(self.ffmodel, program))
+        program.weights.update(read_weights(self.ffmodel, program, self.replay.prefix))
         save_program(program, folder / GRAPH_FILE)
 
     @classmethod

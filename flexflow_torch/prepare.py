@@ -12,7 +12,7 @@ from torch.export.graph_signature import InputKind, TensorArgument
 
 from .capture import export_model
 from .context import Param
-from .errors import ConversionError
+from .errors import ConversionError, FlexFlowTorchError
 from . import passes
 
 aten = torch.ops.aten
@@ -69,13 +69,13 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
             user_inputs[node] = name
     else:
         raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
-    ties = passes.canonicalize_tied_parameters(graph, params)
+    ties = _run_pass(passes.canonicalize_tied_parameters, graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
-    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
-    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
-               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
-               "dense_activation": passes.fuse_dense_activation(graph, params),
-               "high_rank_views": passes.collapse_high_rank_views(graph)}
+    folded = _run_pass(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
+    fusions = {"rms_norm": _run_pass(passes.fuse_rms_norm, graph, params, folded),
+               "layer_norm": _run_pass(passes.fuse_layer_norm, graph, params, folded),
+               "dense_activation": _run_pass(passes.fuse_dense_activation, graph, params),
+               "high_rank_views": _run_pass(passes.collapse_high_rank_views, graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
@@ -83,6 +83,17 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
                          output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
                          example_inputs=inputs, training=training, ties=ties, fusions=fusions)
+
+
+def _run_pass(fn, *args):
+    """Run one pass; anything it raises becomes a typed error naming the pass."""
+    try:
+        return fn(*args)
+    except FlexFlowTorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"the graph pass {fn.__name__} failed ({type(exc).__name__}: {exc}); "
+                              "please report this") from exc
 
 
 def ties_first(ties, params):

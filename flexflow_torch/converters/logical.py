@@ -57,7 +57,10 @@ def select(ctx, cond, a, b):
 
 @register(aten.bitwise_and.Tensor, aten.logical_and.default)
 def aten_bitwise_and(ctx, self, other):
-    """bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor   (0/1 masks: a*b)"""
+    """bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor
+    logical_and(Tensor self, Tensor other) -> Tensor
+
+    0/1 masks: a * b."""
     for x, y in ((self, other), (other, self)):
         if isinstance(x, Const) and x.tensor.dtype == torch.bool and bool(x.tensor.all()):
             if tuple(y.shape) == ctx.out_shape or not isinstance(y, Value):
@@ -67,12 +70,18 @@ def aten_bitwise_and(ctx, self, other):
 
 @register(aten.bitwise_or.Tensor, aten.logical_or.default)
 def aten_bitwise_or(ctx, self, other):
-    """bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor   (0/1 masks: a+b-a*b)"""
+    """bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor
+    logical_or(Tensor self, Tensor other) -> Tensor
+
+    0/1 masks: a + b - a * b."""
     both = binary(ctx, "multiply", self, other)
     return binary(ctx, "subtract", binary(ctx, "add", self, other), both)
 
 
 @register(aten.bitwise_not.default, aten.logical_not.default)
 def aten_bitwise_not(ctx, self):
-    """bitwise_not(Tensor self) -> Tensor   (0/1 masks: 1-a)"""
+    """bitwise_not(Tensor self) -> Tensor
+    logical_not(Tensor self) -> Tensor
+
+    0/1 masks: 1 - a."""
     return _one_minus(ctx, to_float(ctx, ctx.tensor(self)))

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..registry import register
-from ._common import scalar_op, to_float
+from ._common import FIXED, PARAM, arg_kind, scalar_op, supported_if, to_float
 
 aten = torch.ops.aten
 
@@ -19,29 +19,30 @@ def _axes(x, dim):
     return sorted(d % x.rank for d in dim)
 
 
+def _reduce_support(node, self, **_):
+    return "a reduction of a value that depends on no input" if arg_kind(self) in (PARAM, FIXED) else None
+
+
 def _reduce(ctx, x, axes, keepdim):
-    if x.id in ctx.lifted:
-        from ._common import unsupported
-        unsupported("a reduction of a value that depends on no input")
     y = ctx.emit("reduce_sum", {"input": x}, {"axes": axes, "keepdims": True})
     return ctx.reshape(y, ctx.out_shape or (1,))
 
 
-@register(aten.sum.dim_IntList)
+@register(aten.sum.dim_IntList, supports=supported_if(_reduce_support))
 def aten_sum(ctx, self, dim, keepdim=False, dtype=None):
     """sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
     x = to_float(ctx, ctx.tensor(self))
     return _reduce(ctx, x, _axes(x, dim), keepdim)
 
 
-@register(aten.sum.default)
+@register(aten.sum.default, supports=supported_if(_reduce_support))
 def aten_sum_all(ctx, self, dtype=None):
     """sum(Tensor self, *, ScalarType? dtype=None) -> Tensor"""
     x = to_float(ctx, ctx.tensor(self))
     return _reduce(ctx, x, list(range(x.rank)), False)
 
 
-@register(aten.mean.dim)
+@register(aten.mean.dim, supports=supported_if(_reduce_support))
 def aten_mean(ctx, self, dim, keepdim=False, dtype=None):
     """mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor"""
     x = to_float(ctx, ctx.tensor(self))
@@ -50,7 +51,7 @@ def aten_mean(ctx, self, dim, keepdim=False, dtype=None):
     return scalar_op(ctx, "scalar_multiply", _reduce(ctx, x, axes, keepdim), 1.0 / n)
 
 
-@register(aten.mean.default)
+@register(aten.mean.default, supports=supported_if(_reduce_support))
 def aten_mean_all(ctx, self, dtype=None):
     """mean(Tensor self, *, ScalarType? dtype=None) -> Tensor"""
     x = to_float(ctx, ctx.tensor(self))
