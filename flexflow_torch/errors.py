@@ -66,3 +66,8 @@ class ConfigError(FlexFlowTorchError, ValueError):
 
 class ArgumentError(FlexFlowTorchError, ValueError):
     """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""
+
+
+class CaptureError(ConversionError):
+    """torch.export or a graph pass could not capture the model: says what failed, in
+    which module and source line, and what to do."""

@@ -24,7 +24,7 @@ _ASSERTS = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
 class PreparedGraph:
     ep: object
     graph: torch.fx.Graph
-    user_inputs: "OrderedDict"          # placeholder -> input name, in the user's order
+    user_inputs: "OrderedDict"          # placeholder -> FlexFlow input name (the user's, then host-side ones)
     params: dict                        # placeholder -> Param (canonical ones are used)
     folded: dict                        # node -> constant value
     output_names: list
@@ -34,6 +34,11 @@ class PreparedGraph:
     training: bool = False
     ties: dict = field(default_factory=dict)
     fusions: dict = field(default_factory=dict)
+    host: object = None                 # passes.host_inputs.HostProgram: the user's arrays -> FlexFlow inputs
+
+    def ff_inputs(self, inputs) -> "OrderedDict":
+        """The FlexFlow inputs (name -> tensor) for the user's `inputs` (one batch)."""
+        return self.host(inputs) if self.host is not None else OrderedDict((k, inputs[k]) for k in self.user_inputs.values())
 
 
 def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False) -> PreparedGraph:
@@ -72,17 +77,19 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
     ties = passes.canonicalize_tied_parameters(graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
     folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    first = next(iter(inputs.values()))
+    host, user_inputs = passes.split_host_inputs(graph, user_inputs, folded, inputs, int(first.shape[0]))
     fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
                "layer_norm": passes.fuse_layer_norm(graph, params, folded),
                "dense_activation": passes.fuse_dense_activation(graph, params),
+               "batch_merge": passes.unmerge_batch_views(graph, int(first.shape[0])),
                "high_rank_views": passes.collapse_high_rank_views(graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
-    first = next(iter(inputs.values()))
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
                          output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
-                         example_inputs=inputs, training=training, ties=ties, fusions=fusions)
+                         example_inputs=inputs, training=training, ties=ties, fusions=fusions, host=host)
 
 
 def ties_first(ties, params):

@@ -21,6 +21,7 @@ def convert(prepared) -> tuple:
     raise_if_unsupported(find_unsupported(prepared), prepared.ties)
     program = FFProgram()
     program.batch_size = prepared.batch_size
+    program.host = prepared.host
     plan = ParamPlan(prepared.graph, prepared.params)
     ConversionContext(prepared, program, plan).run()
     return program, plan
@@ -36,21 +37,21 @@ class Replay:
         register_replay(ffmodel, self)
 
 
-def create_input_tensors(program, ffmodel):
-    """FlexFlow input tensors of the shapes and data types the program takes."""
+def create_input_tensors(program, ffmodel, names=None):
+    """FlexFlow input tensors of the shapes and data types the program takes (those
+    named in `names` only, when given)."""
     from .backend import enums_for
     E = enums_for(ffmodel)
     return [ffmodel.create_tensor(list(program.values[v].shape), getattr(E.DataType, program.values[v].dtype))
-            for v in program.inputs]
+            for v, n in zip(program.inputs, program.input_names) if names is None or n in names]
 
 
-def create_data_loaders(ffmodel, arrays):
-    """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
-    (`arrays` in input order, or a dict by name; samples on axis 0; integer arrays
-    become int32). The first loader also writes the program's constants at every
-    reset(): FlexFlow's init_layers zero-fills every input tensor."""
-    replay = replay_of(ffmodel)
-    names = replay.program.input_names
+def input_arrays(program, arrays) -> list:
+    """The arrays of every FlexFlow input of `program`, in order, from the user's `arrays`
+    (in the user's input order, or a dict by name; samples on axis 0). Inputs computed
+    on the host (position ids, pad masks, last-token indices...) are computed here,
+    batch by batch, by the program's host-side part."""
+    names = program.user_input_names
     if isinstance(arrays, dict):
         missing = [n for n in names if n not in arrays]
         if missing:
@@ -60,9 +61,21 @@ def create_data_loaders(ffmodel, arrays):
     if len(arrays) != len(names):
         raise ConversionError(f"the converted model takes {len(names)} inputs ({', '.join(names)}), "
                               f"got {len(arrays)} arrays")
-    arrays = [as_input_array(a, replay.program.values[v].dtype, n)
-              for a, v, n in zip(arrays, replay.program.inputs, names)]
-    check_samples(arrays, names)
+    if program.host is not None:
+        arrays = program.host.feed(dict(zip(names, arrays)))
+    return [as_input_array(a, program.values[v].dtype, n)
+            for a, v, n in zip(arrays, program.inputs, program.input_names)]
+
+
+def create_data_loaders(ffmodel, arrays):
+    """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
+    (`arrays`: the user's, in input order or a dict by name; samples on axis 0; integer
+    arrays become int32; inputs computed on the host are computed from them, see
+    `input_arrays`). The first loader also writes the program's constants at every
+    reset(): FlexFlow's init_layers zero-fills every input tensor."""
+    replay = replay_of(ffmodel)
+    arrays = input_arrays(replay.program, arrays)
+    check_samples(arrays, replay.program.input_names)
     loaders = [ffmodel.create_data_loader(t, a) for t, a in zip(replay.inputs, arrays)]
     loaders[0] = InputLoader(loaders[0], ffmodel, replay.constants)
     return loaders
@@ -141,22 +154,40 @@ class PyTorchModel:
         return list(self.program.output_names)
 
     def create_input_tensors(self, ffmodel):
-        """FlexFlow input tensors of the converted model's input shapes and data types."""
+        """FlexFlow input tensors of the converted model's input shapes and data types
+        (one per `ff_input_names`)."""
         return create_input_tensors(self.program, ffmodel)
+
+    @property
+    def ff_input_names(self):
+        """The converted program's FlexFlow inputs, in order: the user's inputs FlexFlow reads
+        and the ones computed on the host from them (`host.<node>`: position ids, masks,
+        gather offsets of data-dependent indexing)."""
+        return list(self.program.input_names)
+
+    def input_arrays(self, arrays):
+        """The user's arrays (in `input_names` order, or a dict) -> the arrays of every
+        FlexFlow input (`ff_input_names` order); `create_data_loaders` calls it."""
+        return input_arrays(self.program, arrays)
 
     def torch_to_ff(self, ffmodel, input_tensors=None, verbose=False):
         """Add the model's operators to `ffmodel`; returns the output tensors.
 
-        `input_tensors` follow `input_names` (a list, or a dict by name); None creates
-        them (see `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
-        constants by the loaders of `create_data_loaders` (or `load_constants`)."""
+        `input_tensors` follow `ff_input_names` (a list, or a dict by name; inputs computed
+        on the host that are missing from a dict are created); None creates them all (see
+        `create_input_tensors`). Weights are loaded by `ffmodel.compile()`; constants by
+        the loaders of `create_data_loaders` (or `load_constants`)."""
+        names = self.ff_input_names
         if input_tensors is None:
             input_tensors = self.create_input_tensors(ffmodel)
         if isinstance(input_tensors, dict):
-            unknown = set(input_tensors) - set(self.input_names)
+            unknown = set(input_tensors) - set(names)
             if unknown:
-                raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
-            input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
+                raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {names}")
+            missing = [n for n in names if n not in input_tensors]
+            input_tensors = dict(input_tensors, **dict(zip(missing, create_input_tensors(self.program, ffmodel,
+                                                                                         missing))))
+            input_tensors = [input_tensors[n] for n in names]
         replay = Replay(self.program, ffmodel, input_tensors)
         if verbose:
             print(self.program)

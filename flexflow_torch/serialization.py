@@ -1,9 +1,10 @@
 """Save / load a converted graph WITH its weights, without the PyTorch model.
 
-Format: one safetensors file. Tensors `weight/<key>` (float32) and
-`const/<value id>` (float32/int32); the program itself (ops, shapes, names,
-inputs/outputs, weight sources) is JSON in the file's metadata under
-`flexflow_torch.program`."""
+Format: one safetensors file. Tensors `weight/<key>` (float32),
+`const/<value id>` (float32/int32) and `host/<key>` (constants of the host-side input
+program); the program itself (ops, shapes, names, inputs/outputs, weight sources, the
+host-side program as a list of allowed ATen calls) is JSON in the file's metadata
+under `flexflow_torch.program`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def save_program(program: FFProgram, path) -> str:
     from safetensors.numpy import save_file
     tensors = {f"weight/{k}": np.ascontiguousarray(v) for k, v in program.weights.items()}
     tensors.update({f"const/{k}": np.ascontiguousarray(v) for k, v in program.constants.items()})
+    if program.host is not None:           # the host-side input program's constants
+        tensors.update({f"host/{k}": v.contiguous().numpy() for k, v in program.host.constants.items()})
     path = os.fspath(path)
     save_file(tensors, path, metadata={META_KEY: json.dumps(program.to_json())})
     return path
