@@ -29,7 +29,7 @@ class PreparedGraph:
     folded: dict                        # node -> constant value
     output_names: list
     output_nodes: list
-    batch_size: int
+    batch_size: int                     # the leading size of activations (samples, or sample x choice rows)
     example_inputs: "OrderedDict"
     training: bool = False
     ties: dict = field(default_factory=dict)
@@ -77,18 +77,19 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
     ties = passes.canonicalize_tied_parameters(graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
     folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
-    first = next(iter(inputs.values()))
-    host, user_inputs = passes.split_host_inputs(graph, user_inputs, folded, inputs, int(first.shape[0]))
+    batch = int(next(iter(inputs.values())).shape[0])
+    rows = passes.rows_per_batch(graph, user_inputs, batch)        # batch * choices for multiple choice
+    host, user_inputs = passes.split_host_inputs(graph, user_inputs, folded, inputs, batch, rows)
     fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
                "layer_norm": passes.fuse_layer_norm(graph, params, folded),
                "dense_activation": passes.fuse_dense_activation(graph, params),
-               "batch_merge": passes.unmerge_batch_views(graph, int(first.shape[0])),
+               "batch_merge": passes.unmerge_batch_views(graph, rows),
                "high_rank_views": passes.collapse_high_rank_views(graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
-                         output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
+                         output_names=out_names, output_nodes=outs, batch_size=rows,
                          example_inputs=inputs, training=training, ties=ties, fusions=fusions, host=host)
 
 

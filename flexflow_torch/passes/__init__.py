@@ -12,12 +12,12 @@
 
 from .tied_parameters import canonicalize_tied_parameters
 from .constant_folding import fold_constants
-from .host_inputs import split_host_inputs
+from .host_inputs import rows_per_batch, split_host_inputs
 from .rms_norm_fusion import fuse_rms_norm
 from .layer_norm_fusion import fuse_layer_norm
 from .dense_activation_fusion import fuse_dense_activation
 from .high_rank_views import collapse_high_rank_views
 from .batch_merge import unmerge_batch_views
 
-__all__ = ["canonicalize_tied_parameters", "fold_constants", "split_host_inputs", "fuse_rms_norm", "fuse_layer_norm", "fuse_dense_activation",
+__all__ = ["canonicalize_tied_parameters", "fold_constants", "split_host_inputs", "rows_per_batch", "fuse_rms_norm", "fuse_layer_norm", "fuse_dense_activation",
            "collapse_high_rank_views", "unmerge_batch_views"]

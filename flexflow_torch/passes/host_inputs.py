@@ -303,34 +303,54 @@ def _move_rewrites(graph, host, folded, batch):
     return moves
 
 
-def split_host_inputs(graph, user_inputs: "OrderedDict", folded: dict, example_inputs: "OrderedDict", batch: int):
-    """Split the host-side computations off `graph` (in place).
+def rows_per_batch(graph, user_inputs, batch) -> int:
+    """The leading size of the model's activations: `batch`, or batch * k when every input
+    (batch, k, ...) is first viewed as (batch * k, ...) - multiple-choice heads run the
+    model on every (sample, choice) row."""
+    ks = set()
+    for node in user_inputs:
+        shape = tuple(_val(node).shape)
+        for user in node.users:
+            out = _val(user)
+            if user.target not in _ALIASES or out is None or len(shape) < 3 or \
+                    tuple(out.shape) != (batch * shape[1],) + shape[2:]:
+                return batch
+            ks.add(shape[1])
+    return batch * ks.pop() if len(ks) == 1 else batch
+
+
+def split_host_inputs(graph, user_inputs: "OrderedDict", folded: dict, example_inputs: "OrderedDict", batch: int,
+                      rows=None):
+    """Split the host-side computations off `graph` (in place). `rows`: the leading size of
+    the activations (see `rows_per_batch`), `batch` by default.
 
     Returns (HostProgram or None, FlexFlow inputs: placeholder -> name, in order). The
     user placeholders no FlexFlow operator reads any more are left out of the latter;
-    every other FlexFlow input is a host output."""
+    every other FlexFlow input is a host output, with the batch on axis 0."""
+    rows = rows or batch
     sources = {n for n in user_inputs if not _val(n).is_floating_point()}
     if not sources:
         return None, user_inputs
     excluded = set()
     while True:
         host = _host_set(graph, sources, folded, excluded)
-        moves = _move_rewrites(graph, host, folded, batch)
+        moves = _move_rewrites(graph, host, folded, rows)
         outside = lambda u: u not in host and u not in moves  # noqa: E731
         boundary = [n for n in host if any(outside(u) for u in n.users)]
-        bad = [n for n in boundary if not _batched(n, batch) and not any(u in moves for u in n.users)]
+        bad = [n for n in boundary if not (_batched(n, batch) or _batched(n, rows))
+               and not any(u in moves for u in n.users)]
         if not bad:
             break
         excluded.update(bad)           # not per sample: left to the FlexFlow side
     if not boundary and not moves:
         return None, user_inputs
-    return _Splitter(graph, user_inputs, folded, host, example_inputs, batch).split(boundary, moves)
+    return _Splitter(graph, user_inputs, folded, host, example_inputs, batch, rows).split(boundary, moves)
 
 
 class _Splitter:
-    def __init__(self, graph, user_inputs, folded, host, example_inputs, batch):
+    def __init__(self, graph, user_inputs, folded, host, example_inputs, batch, rows):
         self.graph, self.user_inputs, self.folded, self.host = graph, user_inputs, folded, host
-        self.example_inputs, self.batch = example_inputs, batch
+        self.example_inputs, self.batch, self.rows = example_inputs, batch, rows
         self.steps, self.constants, self.recorded = [], {}, {}
         self.names = {n: name for n, name in user_inputs.items()}
 
@@ -370,6 +390,26 @@ class _Splitter:
         ph.meta["val"] = val
         return ph
 
+    def crossing(self, name, ref, val, new_inputs):
+        """A FlexFlow input `name` fed by the host value `ref` of meta value `val`: its graph
+        node. A value with `rows` (not batch) leading rows crosses as (batch, rest) and is
+        viewed back (a reshape of axis 0: one GPU only)."""
+        if val.shape[0] == self.batch:
+            ph = self.placeholder(name, val)
+            new_inputs[ph] = name
+            return ph, ref
+        flat = f"{ref}_per_sample"
+        self.steps.append({"op": "aten::reshape.default", "args": [{"$r": ref}, [self.batch, -1]], "kwargs": {},
+                           "out": flat})
+        ph = self.placeholder(name, torch.empty((self.batch, val.numel() // self.batch), dtype=val.dtype,
+                                                device="meta"))
+        new_inputs[ph] = name
+        first = next(n for n in self.graph.nodes if n.op != "placeholder")
+        with self.graph.inserting_before(first):
+            view = self.graph.call_function(aten.view.default, (ph, list(val.shape)))
+        view.meta["val"] = val
+        return view, flat
+
     def split(self, boundary, moves):
         refs, new_inputs = {}, OrderedDict()
         for node in boundary:
@@ -378,10 +418,8 @@ class _Splitter:
                 node.replace_all_uses_with(alias, delete_user_cb=lambda u: u not in self.host)
                 continue
             name = f"host.{node.name}"
-            ph = self.placeholder(name, node.meta["val"])
-            node.replace_all_uses_with(ph, delete_user_cb=lambda u: u not in self.host)
-            refs[name] = self.ref(node)["$r"]
-            new_inputs[ph] = name
+            fed, refs[name] = self.crossing(name, self.ref(node)["$r"], node.meta["val"], new_inputs)
+            node.replace_all_uses_with(fed, delete_user_cb=lambda u: u not in self.host and u is not fed)
         for node in moves:
             name, ref = self.rewrite_move(node, new_inputs)
             refs[name] = ref
@@ -404,7 +442,7 @@ class _Splitter:
         with the offsets computed on the host from the positions of data's elements."""
         data = node.args[0]
         shape = tuple(_val(data).shape)
-        per = math.prod(shape[1:])
+        per, rows = math.prod(shape[1:]), self.rows
         positions = self.const(f"{node.name}_positions", torch.arange(math.prod(shape)).reshape(shape))
         args = list(node.args)
         args[0] = None
@@ -416,21 +454,21 @@ class _Splitter:
                            "out": src})
         self.steps.append({"op": _SPECIAL, "args": [{"$r": src}, per], "kwargs": {}, "out": f"{node.name}_offsets"})
         out = _val(node)
-        m = out.numel() // self.batch
+        m = out.numel() // rows
         name = f"host.{node.name}.index"
-        ph = self.placeholder(name, torch.empty((self.batch, m), dtype=torch.int32, device="meta"))
-        new_inputs[ph] = name
+        index, ref = self.crossing(name, f"{node.name}_offsets",
+                                   torch.empty((rows, m), dtype=torch.int32, device="meta"), new_inputs)
         g = self.graph
         with g.inserting_before(node):
-            flat = g.call_function(aten.view.default, (data, [self.batch, per]))
-            gathered = g.call_function(aten.gather.default, (flat, 1, ph))
+            flat = g.call_function(aten.view.default, (data, [rows, per]))
+            gathered = g.call_function(aten.gather.default, (flat, 1, index))
             result = g.call_function(aten.view.default, (gathered, list(out.shape)))
-        flat.meta = dict(node.meta, val=torch.empty((self.batch, per), dtype=_val(data).dtype, device="meta"))
-        gathered.meta = dict(node.meta, val=torch.empty((self.batch, m), dtype=out.dtype, device="meta"))
+        flat.meta = dict(node.meta, val=torch.empty((rows, per), dtype=_val(data).dtype, device="meta"))
+        gathered.meta = dict(node.meta, val=torch.empty((rows, m), dtype=out.dtype, device="meta"))
         result.meta = dict(node.meta)
         node.replace_all_uses_with(result)
         g.erase_node(node)
-        return name, f"{node.name}_offsets"
+        return name, ref
 
     def check(self, program, ff_inputs):
         """Run the program on the capture's example inputs: every FlexFlow input must come
@@ -441,6 +479,8 @@ class _Splitter:
             raise ConversionError(f"host-side inputs: {exc}") from exc
         for ph, name in ff_inputs.items():
             want = tuple(_val(ph).shape)
+            if want[0] != self.batch:
+                raise ConversionError(f"host-side input {name}: {want} does not have the batch on axis 0")
             if tuple(values[name].shape) != want:
                 raise ConversionError(f"host-side input {name}: computed {tuple(values[name].shape)}, "
                                       f"the graph expects {want}")
