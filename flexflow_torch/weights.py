@@ -3,8 +3,8 @@ layout change between them), loading them at compile time, and copying trained
 FlexFlow weights back into the PyTorch model.
 
 A layout is the one record of how a PyTorch parameter becomes a FlexFlow weight:
-optionally transposed (2-D), then reshaped to the weight's shape. Copy-back applies
-its inverse."""
+optionally a slice of rows (one group of a grouped convolution), transposed (2-D),
+then reshaped to the weight's shape. Copy-back applies its inverse."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def to_flexflow(tensor: torch.Tensor, layout) -> np.ndarray:
     if t.dtype != torch.float32:
         t = t.to(torch.float32)
     layout = layout or {}
+    if layout.get("rows") is not None:          # one slice of axis 0 (a group of a grouped conv)
+        t = t[layout["rows"][0]:layout["rows"][1]]
     if layout.get("transpose"):
         t = t.t().contiguous()
     if layout.get("shape") is not None:
@@ -41,10 +43,13 @@ def bind(program, param, layout=None) -> str:
 
     The array is a view of the PyTorch parameter where the layout allows (no copy of
     a 300M-parameter model): what `compile()` loads is the model's value at that time."""
-    key = param.fqn
+    rows = (layout or {}).get("rows")
+    key = param.fqn if rows is None else f"{param.fqn}[{rows[0]}:{rows[1]}]"
     program.weights[key] = to_flexflow(param.tensor, layout)
     program.weight_sources[key] = {"param": param.fqn, "transpose": bool((layout or {}).get("transpose")),
                                    "shape": list(program.weights[key].shape)}
+    if rows is not None:
+        program.weight_sources[key]["rows"] = [int(rows[0]), int(rows[1])]
     return key
 
 
@@ -96,4 +101,6 @@ def copy_weights_to_torch(ffmodel, program, module: torch.nn.Module):
         target = params.get(name, buffers.get(name))
         if target is None:
             raise ConversionError(f"the PyTorch model has no parameter {name!r} (weight {key!r})")
+        if src.get("rows") is not None:          # a slice of the parameter (one group)
+            target = target[src["rows"][0]:src["rows"][1]]
         target.copy_(to_torch(array, src, tuple(target.shape)).to(target.dtype))

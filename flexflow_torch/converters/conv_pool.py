@@ -58,24 +58,52 @@ def aten_convolution(ctx, input, weight, bias, stride, padding, dilation, transp
 def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None):
     if _pair(dilation) != (1, 1):
         unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
-    if groups != 1:
-        unsupported("grouped convolution (FlexFlow's conv2d weights cannot be set for groups > 1)")
     if not (isinstance(weight, Param) and ctx.is_native(weight)):
         unsupported("convolution with a shared or computed kernel")
     (kh, kw), (sh, sw), (ph, pw) = kernel or weight.shape[2:], _pair(stride), _pair(padding)
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
-    key = ctx.weight(weight, {"shape": [weight.shape[0], weight.shape[1], kh, kw]})
-    weights = [{"param_id": 0, "key": key}]
-    if native_b:
-        weights.append({"param_id": 1, "key": ctx.weight(bias)})
-    y = ctx.emit("conv2d", {"input": x},
-                 {"out_channels": weight.shape[0], "kernel_h": kh, "kernel_w": kw, "stride_h": sh,
-                  "stride_w": sw, "padding_h": ph, "padding_w": pw,
-                  "activation": enum("ActiMode.AC_MODE_NONE"), "groups": 1, "use_bias": native_b},
-                 name=weight.layer_name, weights=weights)
+    if groups != 1:
+        y = _grouped(ctx, x, weight, bias if native_b else None, groups, (kh, kw), (sh, sw), (ph, pw))
+    else:
+        key = ctx.weight(weight, {"shape": [weight.shape[0], weight.shape[1], kh, kw]})
+        weights = [{"param_id": 0, "key": key}]
+        if native_b:
+            weights.append({"param_id": 1, "key": ctx.weight(bias)})
+        y = _conv_layer(ctx, x, weight.shape[0], (kh, kw), (sh, sw), (ph, pw), native_b, weight.layer_name,
+                        weights)
     if bias is not None and not native_b:
         y = binary(ctx, "add", y, _channel(ctx, bias))
     return y
+
+
+def _conv_layer(ctx, x, out_channels, k, s, p, use_bias, name, weights):
+    return ctx.emit("conv2d", {"input": x},
+                    {"out_channels": out_channels, "kernel_h": k[0], "kernel_w": k[1], "stride_h": s[0],
+                     "stride_w": s[1], "padding_h": p[0], "padding_w": p[1],
+                     "activation": enum("ActiMode.AC_MODE_NONE"), "groups": 1, "use_bias": use_bias},
+                    name=name, weights=weights)
+
+
+def _grouped(ctx, x, weight, bias, groups, k, s, p):
+    """A grouped (or depthwise) convolution as one FlexFlow conv2d per group: FlexFlow's
+    conv2d takes `groups`, but its weight for groups > 1 has a layout Python cannot set
+    (set_weights copies a (out, in, kh, kw) array into a buffer of another shape), so the
+    input channels are split, each group convolved with its slice of the kernel (a
+    weight of its own, copied back into that slice), and the outputs concatenated."""
+    out_per, in_per = weight.shape[0] // groups, x.shape[1] // groups
+    parts = ctx.emit("split", {"input": x}, {"sizes": [in_per] * groups, "axis": 1})
+    outs = []
+    for g in range(groups):
+        rows = [g * out_per, (g + 1) * out_per]
+        weights = [{"param_id": 0, "key": ctx.weight(weight, {"rows": rows, "shape": [out_per, in_per, *k]})}]
+        if bias is not None:
+            weights.append({"param_id": 1, "key": ctx.weight(bias, {"rows": rows})})
+        outs.append(_conv_layer(ctx, parts[g], out_per, k, s, p, bias is not None,
+                                f"{weight.layer_name}.group{g}", weights))
+    while len(outs) > 1:          # FlexFlow's concat takes at most 256 tensors
+        outs = [outs[i] if i + 1 == len(outs) else ctx.emit("concat", {"tensors": outs[i:i + 256]}, {"axis": 1})
+                for i in range(0, len(outs), 256)]
+    return outs[0]
 
 
 def _channel(ctx, b):
