@@ -58,9 +58,9 @@ def aten_convolution(ctx, input, weight, bias, stride, padding, dilation, transp
 def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None):
     if _pair(dilation) != (1, 1):
         unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
-    if not (isinstance(weight, Param) and ctx.is_native(weight)):
-        unsupported("convolution with a shared or computed kernel")
     (kh, kw), (sh, sw), (ph, pw) = kernel or weight.shape[2:], _pair(stride), _pair(padding)
+    if not (isinstance(weight, Param) and ctx.is_native(weight)):
+        return _computed_kernel(ctx, x, weight, bias, groups, (kh, kw), (sh, sw), (ph, pw))
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
     if groups != 1:
         y = _grouped(ctx, x, weight, bias if native_b else None, groups, (kh, kw), (sh, sw), (ph, pw))
@@ -104,6 +104,31 @@ def _grouped(ctx, x, weight, bias, groups, k, s, p):
         outs = [outs[i] if i + 1 == len(outs) else ctx.emit("concat", {"tensors": outs[i:i + 256]}, {"axis": 1})
                 for i in range(0, len(outs), 256)]
     return outs[0]
+
+
+def _computed_kernel(ctx, x, weight, bias, groups, k, s, p):
+    """A convolution whose kernel is computed (weight norm's g * v / ||v||) or shared: a
+    FlexFlow conv2d owns its kernel, so the product is written out - the input patches by
+    one per-sample gather with constant indices (padding reads an appended zero), then a
+    batch_matmul per group with the kernel per sample. Exact, with exact gradients for
+    input and kernel; costs a kh*kw times larger patch tensor."""
+    B, C, H, W = x.shape
+    w = ctx.tensor(weight)
+    c_out = ctx.torch_shape(w)[0]
+    if w.id not in ctx.lifted:
+        unsupported("a convolution whose kernel depends on the input")
+    positions = torch.arange(1, C * H * W + 1, dtype=torch.float64).reshape(1, C, H, W)
+    cols = torch.nn.functional.unfold(positions, k, padding=p, stride=s)[0]      # (C*kh*kw, L), 0 = padding
+    oh, ow = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
+    index = (cols.long() - 1).where(cols > 0, torch.tensor(C * H * W)).reshape(1, -1).expand(B, -1)
+    zero = ctx.constant(torch.zeros(B, 1), float_=True)
+    flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, C * H * W)), zero]}, {"axis": 1})
+    patches = ctx.emit("gather", {"input": flat, "index": ctx.constant(index.to(torch.int32))}, {"dim": 1})
+    K = C // groups * k[0] * k[1]
+    patches = ctx.reshape(patches, (B, groups, K, oh * ow))
+    kernel = ctx.reshape(w, (B, groups, c_out // groups, K))
+    y = ctx.reshape(ctx.emit("batch_matmul", {"A": kernel, "B": patches}), (B, c_out, oh, ow))
+    return y if bias is None else binary(ctx, "add", y, _channel(ctx, bias))
 
 
 def _channel(ctx, b):
