@@ -129,6 +129,51 @@ def _hf_export_settings(model, is_hf_model):
             setattr(cfg, attr, value)
 
 
+def dense_experts_forward(self, hidden_states, top_k_index, top_k_weights):
+    """Mixture-of-experts experts, dense: every expert on every token, weighted by the
+    router's weight where it chose the expert and by 0 elsewhere. Exactly the sparse
+    result (a zero weight times a finite output adds 0), with static shapes: the
+    sparse forms (a loop over the experts hit, `index_add_`, grouped matmuls with
+    offsets) have data-dependent shapes that neither torch.export nor FlexFlow can run.
+    Registered in Transformers' ExpertsInterface as "flexflow_dense" during capture."""
+    n = self.num_experts
+    weights = (torch.nn.functional.one_hot(top_k_index, n) * top_k_weights.unsqueeze(-1)).sum(dim=1)
+    out = None
+    for e in range(n):
+        up = self.gate_up_proj if self.has_gate else self.up_proj
+        y = _expert_linear(self, hidden_states, up[e], getattr(self, f"{'gate_up' if self.has_gate else 'up'}"
+                                                                   "_proj_bias")[e] if self.has_bias else None)
+        y = self._apply_gate(y) if self.has_gate else self.act_fn(y)
+        y = _expert_linear(self, y, self.down_proj[e], self.down_proj_bias[e] if self.has_bias else None)
+        if self.has_post_expert_norm:
+            y = self.post_expert_norm(y)
+        y = y * weights[:, e:e + 1]
+        out = y if out is None else out + y
+    return out.to(hidden_states.dtype)
+
+
+def _expert_linear(self, x, w, b):
+    return x @ w + (0 if b is None else b) if self.is_transposed else torch.nn.functional.linear(x, w, b)
+
+
+@contextlib.contextmanager
+def _dense_experts(model):
+    """Mixture-of-experts models (Transformers' `use_experts_implementation`) captured
+    with `dense_experts_forward`; their implementation is restored afterwards."""
+    if not hasattr(model, "set_experts_implementation") or not any(
+            hasattr(m, "_apply_gate") and hasattr(m, "num_experts") for m in model.modules()):
+        yield
+        return
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+    ALL_EXPERTS_FUNCTIONS["flexflow_dense"] = dense_experts_forward
+    saved = model.get_experts_implementation()
+    model.set_experts_implementation("flexflow_dense")
+    try:
+        yield
+    finally:
+        model.set_experts_implementation(saved)
+
+
 def _hf_flags(model, is_hf_model):
     """`use_cache=False, return_dict=True` for HF forwards that take them."""
     if not is_hf_model:
@@ -196,7 +241,7 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
     In training mode dropout is captured (as `aten.dropout` with train=True)."""
     args, kwargs = call_args(model, inputs, positional, is_hf_model)
     with capture_mode(model, training):
-        with _hf_export_settings(model, is_hf_model), torch.no_grad():
+        with _hf_export_settings(model, is_hf_model), _dense_experts(model), torch.no_grad():
             try:
                 with warnings.catch_warnings():
                     # torch's own pytree deprecation notice, raised inside torch.export

@@ -110,8 +110,9 @@ _BERT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attentio
 _LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=64, head_dim=8, pad_token_id=0, bos_token_id=1,
               eos_token_id=2)
-_MOE = dict(_LLAMA, num_experts=4, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
-            shared_expert_intermediate_size=24)
+# expert sizes in multiples of 4 floats: Transformers' default grouped_mm experts need 16-byte strides
+_MOE = dict(_LLAMA, intermediate_size=40, num_experts=4, num_local_experts=4, num_experts_per_tok=2,
+            moe_intermediate_size=16, shared_expert_intermediate_size=24)
 _BART = dict(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
              decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
              pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None)

@@ -1,16 +1,18 @@
 """Undo views that merge the batch with the axes after it for row-wise work.
 
 `x.view(-1, d)` of a (batch, seq, d) activation, followed by operations on each row
-(linear, layer norm, activations, residual adds) and a view back to (batch, ...) is
-how OPT's decoder layers and many MLPs are written. The merged (batch*seq, d) tensor
-would need a reshape that changes axis 0, which FlexFlow's data parallelism rejects
-(src/ops/reshape.cc:127-146). Every operation in between acts on the last axis alone,
-so it computes the same on the unmerged tensor: the merging view is dropped and the
-values in between keep their leading axes."""
+(linear, layer norm, activations, residual adds, a mixture-of-experts router and its
+experts) and a view back to (batch, ...) is how OPT's decoder layers, many MLPs and MoE
+blocks are written. The merged (batch*seq, d) tensor would need a reshape that changes
+axis 0, which FlexFlow's data parallelism rejects (src/ops/reshape.cc:127-146). Every
+operation in between treats the merged rows alike, so it computes the same on the
+unmerged tensor: the merging view is dropped, the values in between keep their leading
+axes, and axis arguments after the rows axis move along."""
 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 
@@ -18,21 +20,34 @@ from .. import fused_ops
 from ._match import aten
 
 VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
-#: operators acting on the last axis alone (their other operands broadcast along it)
+#: operators that treat the rows alike and take no axis argument
 ROW_LOCAL = {aten.linear.default, aten.relu.default, aten.gelu.default, aten.sigmoid.default, aten.tanh.default,
              aten.silu.default, aten.dropout.default, aten.clone.default, aten._to_copy.default, aten.add.Tensor,
-             aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.mul.Scalar, aten.add.Scalar,
-             aten.exp.default, aten.neg.default, aten.pow.Tensor_Scalar, aten.alias.default,
-             aten.layer_norm.default, fused_ops.dense, fused_ops.rms_norm, fused_ops.layer_norm}
-
-
-#: row-wise operators whose other operands are weights
+             aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.mul.Scalar, aten.add.Scalar, aten.rsub.Scalar,
+             aten.exp.default, aten.neg.default, aten.pow.Tensor_Scalar, aten.alias.default, aten.one_hot.default,
+             aten.layer_norm.default, operator.getitem, fused_ops.dense, fused_ops.rms_norm, fused_ops.layer_norm}
+#: operators with axis arguments: (position, keyword, default)
+DIMMED = {aten._softmax.default: (1, "dim", None), aten.softmax.int: (1, "dim", None),
+          aten.topk.default: (2, "dim", -1), aten.sum.dim_IntList: (1, "dim", None), aten.mean.dim: (1, "dim", None),
+          aten.unsqueeze.default: (1, "dim", None), aten.slice.Tensor: (1, "dim", 0),
+          aten.select.int: (1, "dim", None), aten.amax.default: (1, "dim", None),
+          aten.split.Tensor: (2, "dim", 0), aten.split_with_sizes.default: (2, "dim", 0)}
+#: row-wise operators whose other operands are weights (or computed kernels)
 WEIGHTED = {aten.linear.default, aten.layer_norm.default, fused_ops.dense, fused_ops.rms_norm, fused_ops.layer_norm}
 
 
-def _shape(node):
+def _vals(node):
     val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-    return tuple(val.shape) if isinstance(val, torch.Tensor) else None
+    if isinstance(val, torch.Tensor):
+        return [val]
+    if isinstance(val, (list, tuple)) and val and all(isinstance(v, torch.Tensor) for v in val):
+        return list(val)
+    return None
+
+
+def _shape(node):
+    vals = _vals(node)
+    return tuple(vals[0].shape) if vals and len(vals) == 1 else None
 
 
 def _merging(node, batch):
@@ -47,8 +62,26 @@ def _merging(node, batch):
     return None
 
 
+def _dims(node):
+    """The node's axis argument(s) as a list of ints, or None if it has none."""
+    pos, key, default = DIMMED[node.target]
+    dim = node.args[pos] if len(node.args) > pos else node.kwargs.get(key, default)
+    return None if dim is None else ([dim] if isinstance(dim, int) else list(dim))
+
+
+def _set_dims(node, dims, shift):
+    pos, key, _ = DIMMED[node.target]
+    old = node.args[pos] if len(node.args) > pos else node.kwargs.get(key, DIMMED[node.target][2])
+    new = [d + shift if d > 0 else d for d in dims]
+    new = new[0] if isinstance(old, int) else new
+    if len(node.args) > pos:
+        node.args = node.args[:pos] + (new,) + node.args[pos + 1:]
+    else:
+        node.kwargs = dict(node.kwargs, **{key: new})
+
+
 def _region(view, lead):
-    """The row-wise nodes fed by `view` and the views that end them, or None."""
+    """The nodes fed by `view` that treat its rows alike, and the views that end them, or None."""
     rows = math.prod(lead)
     region, ends, stack = set(), set(), [view]
     while stack:
@@ -57,12 +90,20 @@ def _region(view, lead):
             if user in region or user in ends:
                 continue
             shape = _shape(user)
-            if user.op == "call_function" and user.target in VIEWS and shape and \
-                    math.prod(shape[:-1]) == rows and shape[:len(lead) - 1] == lead[:-1]:
+            if user.op == "call_function" and user.target in VIEWS and shape and len(shape) >= len(lead) and \
+                    math.prod(shape[:len(lead)]) == rows and shape[:len(lead) - 1] == lead[:-1]:
                 ends.add(user)
                 continue
-            if user.op != "call_function" or user.target not in ROW_LOCAL or shape is None or \
-                    len(shape) != 2 or shape[0] != rows:
+            vals = _vals(user)
+            if user.op != "call_function" or vals is None or any(v.dim() < 1 or v.shape[0] != rows for v in vals):
+                return None
+            if user.target in VIEWS:
+                pass                        # a view within each row (axis 0 kept)
+            elif user.target in DIMMED:
+                dims = _dims(user)
+                if dims is None or any(d == 0 or d < -_vals(user.args[0])[0].dim() + 1 for d in dims):
+                    return None
+            elif user.target not in ROW_LOCAL:
                 return None
             if user.target is aten.layer_norm.default and len(user.args[1]) != 1:
                 return None
@@ -88,8 +129,12 @@ def unmerge_batch_views(graph, batch) -> int:
             continue
         region, _ends = found
         for n in region:
-            val = n.meta["val"]
-            n.meta["val"] = torch.empty(tuple(lead) + tuple(val.shape[1:]), dtype=val.dtype, device="meta")
+            if n.target in DIMMED:
+                _set_dims(n, _dims(n), len(lead) - 1)
+            elif n.target in VIEWS:
+                n.args = (n.args[0], list(lead) + list(_shape(n)[1:])) + tuple(n.args[2:])
+            vals = [torch.empty(tuple(lead) + tuple(v.shape[1:]), dtype=v.dtype, device="meta") for v in _vals(n)]
+            n.meta["val"] = vals[0] if isinstance(n.meta["val"], torch.Tensor) else type(n.meta["val"])(vals)
         node.replace_all_uses_with(node.args[0])
         graph.erase_node(node)
         count += 1
