@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..registry import register
@@ -62,6 +64,7 @@ def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None
     if not (isinstance(weight, Param) and ctx.is_native(weight)):
         return _computed_kernel(ctx, x, weight, bias, groups, (kh, kw), (sh, sw), (ph, pw))
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
+    x, (ph, pw) = _flexflow_padding(ctx, x, (kh, kw), (sh, sw), (ph, pw))
     if groups != 1:
         y = _grouped(ctx, x, weight, bias if native_b else None, groups, (kh, kw), (sh, sw), (ph, pw))
     else:
@@ -106,6 +109,37 @@ def _grouped(ctx, x, weight, bias, groups, k, s, p):
     return outs[0]
 
 
+def _flexflow_padding(ctx, x, k, s, p):
+    """(input, padding) for a FlexFlow conv2d that computes PyTorch's convolution.
+
+    FlexFlow's init_task recomputes the padding from the output size and ignores the
+    given one (semantics.dense.effective_padding); where that differs (Segformer's and
+    Hiera's 7x7 stride-4 patch embeddings), the input is padded and cropped to exactly
+    the rows and columns the windows read, by one per-sample gather, and convolved
+    without padding (FlexFlow then recomputes 0)."""
+    from ..semantics.dense import effective_padding
+    H, W = x.shape[2:]
+    out = [(size + 2 * pad - kern) // stride + 1 for size, kern, stride, pad in zip((H, W), k, s, p)]
+    if all(effective_padding(size, o, kern, stride) == pad
+           for size, o, kern, stride, pad in zip((H, W), out, k, s, p)):
+        return x, p
+    th, tw = [(o - 1) * stride + kern for o, stride, kern in zip(out, s, k)]
+    C = x.shape[1]
+    positions = torch.arange(C * H * W, dtype=torch.float64).reshape(C, H, W)
+    padded = torch.nn.functional.pad(positions, (p[1], max(0, tw - W - p[1]), p[0], max(0, th - H - p[0])),
+                                     value=-1.0)[:, :th, :tw]
+    return ctx.reshape(_gather_or_zero(ctx, x, padded.reshape(-1).long()), (x.shape[0], C, th, tw)), (0, 0)
+
+
+def _gather_or_zero(ctx, x, src):
+    """x (batch, ...) read per sample at the flat positions `src` (-1 reads a zero)."""
+    B, per = x.shape[0], math.prod(x.shape[1:])
+    index = src.where(src >= 0, torch.tensor(per)).reshape(1, -1).expand(B, -1)
+    zero = ctx.constant(torch.zeros(B, 1), float_=True)
+    flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, per)), zero]}, {"axis": 1})
+    return ctx.emit("gather", {"input": flat, "index": ctx.constant(index.to(torch.int32))}, {"dim": 1})
+
+
 def _computed_kernel(ctx, x, weight, bias, groups, k, s, p):
     """A convolution whose kernel is computed (weight norm's g * v / ||v||) or shared: a
     FlexFlow conv2d owns its kernel, so the product is written out - the input patches by
@@ -120,10 +154,7 @@ def _computed_kernel(ctx, x, weight, bias, groups, k, s, p):
     positions = torch.arange(1, C * H * W + 1, dtype=torch.float64).reshape(1, C, H, W)
     cols = torch.nn.functional.unfold(positions, k, padding=p, stride=s)[0]      # (C*kh*kw, L), 0 = padding
     oh, ow = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
-    index = (cols.long() - 1).where(cols > 0, torch.tensor(C * H * W)).reshape(1, -1).expand(B, -1)
-    zero = ctx.constant(torch.zeros(B, 1), float_=True)
-    flat = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, C * H * W)), zero]}, {"axis": 1})
-    patches = ctx.emit("gather", {"input": flat, "index": ctx.constant(index.to(torch.int32))}, {"dim": 1})
+    patches = _gather_or_zero(ctx, x, cols.reshape(-1).long() - 1)
     K = C // groups * k[0] * k[1]
     patches = ctx.reshape(patches, (B, groups, K, oh * ow))
     kernel = ctx.reshape(w, (B, groups, c_out // groups, K))
