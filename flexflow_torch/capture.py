@@ -11,7 +11,7 @@ from collections import OrderedDict
 import torch
 import torch.utils._pytree as pytree
 
-from .errors import ConversionError, ShapeError
+from .errors import CaptureError, ConversionError, ShapeError
 from . import registry
 
 _MASK_NAMES = ("attention_mask", "decoder_attention_mask")
@@ -235,6 +235,74 @@ def eager_outputs(model, inputs: OrderedDict, positional: bool, is_hf_model: boo
         return model(*args, **kwargs)
 
 
+#: (pattern in torch's message, what it means, what to do)
+_CAUSES = [
+    (("SymIntArrayRef expected to contain only concrete integers", "data-dependent", "GuardOnDataDependent",
+      "Could not extract specialized integer", "Dynamic control flow", "dynamic control flow"),
+     "a shape or a branch decided by input values (boolean-mask indexing, nonzero, unique, `if tensor:`)",
+     "FlexFlow runs a static graph: let shapes and branches depend on the configuration only, select with an "
+     "index instead of a mask (x[arange(B), idx]), or pass the selected values as an input"),
+]
+
+
+def _model_frame(exc):
+    """The innermost traceback frame in the model's own code (not torch, not this package)."""
+    import os
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)), "<frozen", "contextlib")
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not any(part in name for part in skip):
+            found = tb
+        tb = tb.tb_next
+    return found
+
+
+def capture_error(model, exc, what="torch.export could not capture the model") -> CaptureError:
+    """`exc` (raised while capturing) as a CaptureError saying what failed, in which module and
+    source line, and what to do."""
+    import linecache
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    reason, advice = f"{type(exc).__name__}: {text[:300]}", ("rewrite that line so torch.export (non-strict) "
+                                                             "can trace it, or convert the part before it")
+    for patterns, meaning, todo in _CAUSES:
+        if any(p in text for p in patterns):
+            reason, advice = f"{meaning} ({text[:120]})", todo
+            break
+    frame = _model_frame(exc)
+    where = ""
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
+        owner = frame.tb_frame.f_locals.get("self")
+        path = next((n or "<the model>" for n, m in model.named_modules() if m is owner), None) \
+            if isinstance(owner, torch.nn.Module) else None
+        module = f" in module {path} ({type(owner).__name__})" if path is not None else ""
+        location = 'File "%s", line %d, in %s: %s' % (code.co_filename, frame.tb_lineno, code.co_name, line)
+        where = f" at {_short(location)}{module}"
+    return CaptureError(f"{what}: {reason}{where}. What to do: {advice}")
+
+
+def _check_static_shapes(ep):
+    """torch.export represents shapes computed from input values (boolean-mask indexing,
+    nonzero) by symbols; FlexFlow has static shapes only: the first such node is reported."""
+    from .analysis import module_path, source_line
+    for node in ep.graph.nodes:
+        vals = node.meta.get("val")
+        vals = vals if isinstance(vals, (list, tuple)) else [vals]
+        if any(isinstance(v, torch.Tensor) and not all(isinstance(d, int) for d in v.shape) for v in vals):
+            where = f"{_short(source_line(node)) or node.name} (module {module_path(node) or '<the model>'})"
+            meaning, todo = _CAUSES[0][1], _CAUSES[0][2]
+            raise CaptureError(f"{meaning} at {where}, node {node.name} ({node.target}). What to do: {todo}")
+
+
+def _short(location: str) -> str:
+    """`File ".../site-packages/pkg/mod.py", line 12, in f: code` -> `pkg/mod.py:12: code`."""
+    import re
+    m = re.match(r'File "(?:.*/site-packages/)?([^"]*)", line (\d+), in [^:]*(?:: (.*))?$', location or "")
+    return f"{m.group(1)}:{m.group(2)}: {m.group(3) or ''}".rstrip(": ") if m else (location or "")
+
+
 def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False):
     """(ExportedProgram decomposed down to ops we convert, output names).
 
@@ -248,7 +316,8 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
                     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
                     ep = torch.export.export(model, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
-                raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
+                raise capture_error(model, exc) from exc
+    _check_static_shapes(ep)
     missing = {n.target for n in ep.graph.nodes
                if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
                and not registry.has_converter(n.target)}

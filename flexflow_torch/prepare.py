@@ -12,7 +12,7 @@ from torch.export.graph_signature import InputKind, TensorArgument
 
 from .capture import export_model
 from .context import Param
-from .errors import ConversionError
+from .errors import CaptureError, ConversionError, FlexFlowTorchError
 from . import passes
 
 aten = torch.ops.aten
@@ -74,23 +74,37 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
             user_inputs[node] = name
     else:
         raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
-    ties = passes.canonicalize_tied_parameters(graph, params)
+    run = _typed
+    run(passes.drop_empty_cat_inputs, graph)
+    ties = run(passes.canonicalize_tied_parameters, graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
-    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    folded = run(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
     batch = int(next(iter(inputs.values())).shape[0])
-    rows = passes.rows_per_batch(graph, user_inputs, batch)        # batch * choices for multiple choice
-    host, user_inputs = passes.split_host_inputs(graph, user_inputs, folded, inputs, batch, rows)
-    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
-               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
-               "dense_activation": passes.fuse_dense_activation(graph, params),
-               "batch_merge": passes.unmerge_batch_views(graph, rows),
-               "high_rank_views": passes.collapse_high_rank_views(graph)}
+    rows = run(passes.rows_per_batch, graph, user_inputs, batch)        # batch * choices for multiple choice
+    host, user_inputs = run(passes.split_host_inputs, graph, user_inputs, folded, inputs, batch, rows)
+    fusions = {"rms_norm": run(passes.fuse_rms_norm, graph, params, folded),
+               "layer_norm": run(passes.fuse_layer_norm, graph, params, folded),
+               "dense_activation": run(passes.fuse_dense_activation, graph, params),
+               "batch_merge": run(passes.unmerge_batch_views, graph, rows),
+               "high_rank_views": run(passes.collapse_high_rank_views, graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
                          output_names=out_names, output_nodes=outs, batch_size=rows,
                          example_inputs=inputs, training=training, ties=ties, fusions=fusions, host=host)
+
+
+def _typed(graph_pass, *args):
+    """Run a pass; what it raises untyped becomes a CaptureError naming the pass."""
+    try:
+        return graph_pass(*args)
+    except FlexFlowTorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a pass is reported typed
+        raise CaptureError(f"the graph pass {graph_pass.__name__} failed on the captured graph "
+                           f"({type(exc).__name__}: {exc}). What to do: report it with the model; "
+                           "flexflow_torch.analyze lists the operators it could convert") from exc
 
 
 def ties_first(ties, params):

@@ -390,7 +390,7 @@ def run_class(name, timeout=300) -> Row:
     except UnsupportedOperatorsError as exc:
         row = Row(name, "unsupported", _one_line(_unsupported_reason(exc)))
     except CaptureError as exc:
-        row = Row(name, "capture", _one_line(exc))
+        row = Row(name, "capture", _one_line(str(exc).split(". What to do")[0], 220))
     except ConversionError as exc:
         row = Row(name, "conversion", _one_line(f"{type(exc).__name__}: {exc}"))
     except FlexFlowTorchError as exc:
