@@ -98,8 +98,10 @@ Wav2Vec2ForCTC Wav2Vec2ForMaskedLM Wav2Vec2ForPreTraining Wav2Vec2ForSequenceCla
 XGLMForCausalLM XGLMModel
 """.split()
 
-#: the fixed sample CI runs (tests/models/test_coverage_sample.py): one per kind of fix
-CI_SAMPLE = ["RobertaForSequenceClassification", "OPTForCausalLM", "CLIPTextModel", "ConvNextModel"]
+#: the fixed sample CI runs (tests/models/test_coverage_sample.py): host-side positions and gather
+#: index, multiple choice, depthwise conv, mixture of experts, group/weight norm, a Transformers 5 classic
+CI_SAMPLE = ["RobertaForSequenceClassification", "CLIPTextModel", "DistilBertForMultipleChoice", "ConvNextModel",
+             "Qwen2MoeForCausalLM", "HubertModel", "T5ForQuestionAnswering"]
 
 B, S, T = 2, 8, 6          # batch, text length, decoder length
 VOCAB = 99

@@ -41,7 +41,7 @@ def aten_conv1d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilati
     def along_w(v, h):
         return h, (v[0] if isinstance(v, (list, tuple)) else v)
     y = _conv2d(ctx, ctx.reshape(x, (n, c, 1, length)), weight, bias, along_w(stride, 1), along_w(padding, 0),
-                along_w(dilation, 1), groups, kernel=(1, weight.shape[2]))
+                along_w(dilation, 1), groups, kernel=(1, _kernel_shape(ctx, weight)[2]))
     return ctx.reshape(y, ctx.out_shape)
 
 
@@ -60,7 +60,7 @@ def aten_convolution(ctx, input, weight, bias, stride, padding, dilation, transp
 def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None):
     if _pair(dilation) != (1, 1):
         unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
-    (kh, kw), (sh, sw), (ph, pw) = kernel or weight.shape[2:], _pair(stride), _pair(padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel or _kernel_shape(ctx, weight)[2:], _pair(stride), _pair(padding)
     if not (isinstance(weight, Param) and ctx.is_native(weight)):
         return _computed_kernel(ctx, x, weight, bias, groups, (kh, kw), (sh, sw), (ph, pw))
     native_b = isinstance(bias, Param) and ctx.is_native(bias)
@@ -77,6 +77,11 @@ def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None
     if bias is not None and not native_b:
         y = binary(ctx, "add", y, _channel(ctx, bias))
     return y
+
+
+def _kernel_shape(ctx, weight):
+    """The kernel's PyTorch shape (a computed kernel is a per-sample value)."""
+    return tuple(weight.shape) if isinstance(weight, Param) else ctx.torch_shape(ctx.tensor(weight))
 
 
 def _conv_layer(ctx, x, out_channels, k, s, p, use_bias, name, weights):
