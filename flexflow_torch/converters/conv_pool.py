@@ -215,3 +215,32 @@ def aten_adaptive_avg_pool2d(ctx, self, output_size):
         unsupported(f"adaptive average pooling {H}x{W} -> {oh}x{ow} with uneven windows")
     k = (H // oh, W // ow)
     return _pool(ctx, x, k, k, (0, 0), "POOL_AVG")
+
+
+def _interpolation(op, size, args, axis):
+    """The (out, size) matrix of a separable interpolation `op(basis, *args)` along one
+    spatial axis (axis 2: rows, 3: columns), read off PyTorch's own kernel."""
+    shape = (size, 1, size, 1) if axis == 2 else (size, 1, 1, size)
+    basis = torch.eye(size, dtype=torch.float64).reshape(shape)
+    out = op(basis, *args)
+    return out[:, 0, :, 0].t() if axis == 2 else out[:, 0, 0, :].t()
+
+
+@register(aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default)
+def aten_upsample_bilinear2d(ctx, input, output_size, align_corners, scale_factors=None, scales_h=None,
+                             scales_w=None):
+    """upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor
+
+    A linear map of each (H, W) plane: A_h @ x @ A_w^T, two batch_matmuls with constant
+    interpolation matrices (PyTorch's own weights); exact forward and gradient."""
+    x = to_float(ctx, ctx.tensor(input))
+    B, C, H, W = x.shape
+    op = ctx.node.target
+    args = [output_size, align_corners] + ([scale_factors] if op is aten.upsample_bilinear2d.vec
+                                           else [scales_h, scales_w])
+    a_h, a_w = _interpolation(op, H, args, 2), _interpolation(op, W, args, 3)      # (H', H), (W', W)
+    oh, ow = a_h.shape[0], a_w.shape[0]
+    rows = ctx.constant(a_w.t().float().expand(B, C, W, ow).contiguous())
+    y = ctx.emit("batch_matmul", {"A": x, "B": rows})                              # (B, C, H, W')
+    cols = ctx.constant(a_h.float().expand(B, C, oh, H).contiguous())
+    return ctx.emit("batch_matmul", {"A": cols, "B": y})                           # (B, C, H', W')

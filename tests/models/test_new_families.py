@@ -118,3 +118,10 @@ def test_a_branch_on_a_tensor_is_a_typed_capture_error():
             return x
     with pytest.raises(CaptureError, match=r"What to do"):
         PyTorchModel(Branch(), example_inputs=(_x(2, 3),)).program
+
+
+@pytest.mark.parametrize("kwargs", [dict(size=(7, 9), align_corners=False), dict(scale_factor=2.0, align_corners=True),
+                                    dict(scale_factor=1.5, align_corners=False)])
+def test_bilinear_upsampling(kwargs):
+    fn = Lambda(lambda m, x: torch.nn.functional.interpolate(x, mode="bilinear", **kwargs))
+    check_module(fn, (_x(2, 3, 4, 6),), expect_ops=["batch_matmul", "batch_matmul"])
