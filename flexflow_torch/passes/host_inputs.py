@@ -27,7 +27,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from ..errors import ConversionError, DataLoaderError, GraphFileError
+from ..errors import ConversionError, DataLoaderError, GraphFileError, ShapeError
 
 aten = torch.ops.aten
 
@@ -146,7 +146,7 @@ class HostProgram:
     feeds it (a user input passes through)."""
 
     def __init__(self, inputs, steps, outputs, constants, batch_size):
-        self.inputs = list(inputs)              # [(name, dtype name)]
+        self.inputs = [tuple(i) for i in inputs]    # [(name, dtype name, shape of one batch)]
         self.steps = list(steps)                # [{"op", "args", "kwargs", "out"}]
         self.outputs = list(outputs)            # [(FlexFlow input name, ref)]
         self.constants = dict(constants)        # key -> tensor
@@ -154,7 +154,12 @@ class HostProgram:
 
     @property
     def input_names(self):
-        return [n for n, _ in self.inputs]
+        return [i[0] for i in self.inputs]
+
+    @property
+    def input_shapes(self):
+        """The user's inputs' shapes for one batch, by name."""
+        return {name: tuple(shape) for name, _, shape in self.inputs}
 
     @property
     def output_names(self):
@@ -163,7 +168,7 @@ class HostProgram:
     def __call__(self, arrays: dict) -> "OrderedDict":
         """One batch: {user input: array} -> {FlexFlow input: tensor}, PyTorch's values."""
         env = {f"const:{k}": v for k, v in self.constants.items()}
-        for name, dtype in self.inputs:
+        for name, dtype, _ in self.inputs:
             a = arrays[name]
             env[f"input:{name}"] = (a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))).to(
                 _DTYPES[dtype])
@@ -187,6 +192,10 @@ class HostProgram:
             raise ConversionError(f"no array for the inputs {missing}; the model takes {self.input_names}")
         arrays = {n: np.asarray(arrays[n].detach().cpu().numpy() if hasattr(arrays[n], "detach") else arrays[n])
                   for n in self.input_names}
+        for name, shape in self.input_shapes.items():
+            if tuple(arrays[name].shape[1:]) != shape[1:]:
+                raise ShapeError(f"input {name!r}: converted for samples of shape {shape[1:]}, got "
+                                 f"{tuple(arrays[name].shape[1:])}; convert again with matching shapes")
         counts = {len(a) for a in arrays.values()}
         if len(counts) != 1:
             raise DataLoaderError(f"every input needs as many samples: {({n: len(a) for n, a in arrays.items()})}")
@@ -215,15 +224,15 @@ class HostProgram:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GraphFileError("host program: unknown format")
         try:
-            inputs = [(str(n), str(d)) for n, d in data["inputs"]]
+            inputs = [(str(n), str(d), [int(x) for x in shape]) for n, d, shape in data["inputs"]]
             constants = {}
             for k, (shape, dtype) in data["constants"].items():
                 t = torch.as_tensor(np.asarray(tensors[f"host/{k}"]))
                 if list(t.shape) != list(shape) or dtype not in _DTYPES:
                     raise GraphFileError(f"host program: constant {k} does not match its record")
                 constants[k] = t.to(_DTYPES[dtype])
-            defined = {f"const:{k}" for k in constants} | {f"input:{n}" for n, _ in inputs}
-            for d in {d for _, d in inputs}:
+            defined = {f"const:{k}" for k in constants} | {f"input:{n}" for n, _, _ in inputs}
+            for d in {d for _, d, _ in inputs}:
                 if d not in _DTYPES:
                     raise GraphFileError(f"host program: unknown dtype {d!r}")
             steps = []
@@ -427,7 +436,8 @@ class _Splitter:
                            if not n.users or any(u not in self.host for u in n.users))
         refs.update({name: f"input:{name}" for name in kept.values()})
         ff_inputs = OrderedDict(list(kept.items()) + list(new_inputs.items()))
-        inputs = [(n, str(_val(node).dtype).split(".")[1]) for node, n in self.user_inputs.items()]
+        inputs = [(n, str(_val(node).dtype).split(".")[1], list(_val(node).shape))
+                  for node, n in self.user_inputs.items()]
         program = HostProgram(inputs, self.steps, [(name, refs[name]) for name in ff_inputs.values()],
                               self.constants, self.batch)
         self.check(program, ff_inputs)
