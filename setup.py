@@ -26,7 +26,9 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-xdist", "nbformat", "nbclient", "ipykernel"],
+        # cffi: the contract tests' stand-in libflexflow (tests/contract); setuptools:
+        # FlexFlow's flexflowlib.py imports distutils, gone from the standard library in 3.12.
+        "dev": ["pytest", "pytest-xdist", "nbformat", "nbclient", "ipykernel", "cffi", "setuptools"],
     },
     entry_points={"console_scripts": ["flexflow-torch=flexflow_torch.cli:main"]},
 )

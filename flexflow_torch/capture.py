@@ -15,6 +15,7 @@ from .errors import CaptureError, ConversionError, ShapeError
 from . import registry
 
 _MASK_NAMES = ("attention_mask", "decoder_attention_mask")
+MAX_VOLUME = 2 ** 31 - 1          # elements per tensor (FlexFlow's int32 volumes)
 
 
 def _config(model):
@@ -35,13 +36,14 @@ def _vocab_size(model):
 
 
 def _lengths(seq_length):
+    """(encoder, decoder) lengths from an int or a pair, each a positive int."""
     if seq_length is None:
         return None, None
-    if isinstance(seq_length, (tuple, list)):
-        if len(seq_length) != 2:
-            raise ShapeError("seq_length is an int or an (encoder, decoder) pair")
-        return int(seq_length[0]), int(seq_length[1])
-    return int(seq_length), int(seq_length)
+    pair = tuple(seq_length) if isinstance(seq_length, (tuple, list)) else (seq_length, seq_length)
+    if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair):
+        raise ShapeError(f"seq_length must be a positive int or an (encoder, decoder) pair of them, "
+                         f"got {seq_length!r}")
+    return pair
 
 
 def padding_mask(batch_size, length, generator=None):
@@ -53,11 +55,40 @@ def padding_mask(batch_size, length, generator=None):
     return mask
 
 
+def check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConversionError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def check_against_examples(inputs: OrderedDict, batch_size=None, seq_length=None):
+    """`batch_size` / `seq_length` given together with example inputs must describe them."""
+    first = next(iter(inputs.values()), None)
+    if first is None or first.dim() == 0:
+        raise ConversionError("example_inputs must hold tensors with the batch on axis 0")
+    if batch_size is not None and check_batch_size(batch_size) != first.shape[0]:
+        raise ConversionError(f"batch_size={batch_size} contradicts example_inputs, whose batch is "
+                              f"{first.shape[0]}: give one or the other")
+    if seq_length is not None:
+        enc, dec = _lengths(seq_length)
+        for name, t in inputs.items():
+            if t.dim() >= 2 and not t.is_floating_point():
+                want = dec if name.startswith("decoder_") else enc
+                if t.shape[1] != want:
+                    raise ConversionError(f"seq_length={seq_length} contradicts example input {name!r} of "
+                                          f"shape {tuple(t.shape)}: give one or the other")
+
+
 def make_example_inputs(model, input_names, batch_size=1, seq_length=None, seed=0):
     """An ordered dict name -> example tensor for `input_names`."""
+    check_batch_size(batch_size)
     if not input_names:
         raise ConversionError("give input_names (with batch_size/seq_length) or example_inputs")
     enc_len, dec_len = _lengths(seq_length)
+    longest = max(n for n in (enc_len, dec_len, 1) if n is not None)
+    if batch_size * longest > MAX_VOLUME:
+        raise ShapeError(f"batch_size {batch_size} x seq_length {longest} exceeds FlexFlow's {MAX_VOLUME} elements "
+                         "per tensor")
     g = torch.Generator().manual_seed(seed)
     cfg = _config(model)
     inputs = OrderedDict()
@@ -285,15 +316,23 @@ def capture_error(model, exc, what="torch.export could not capture the model") -
 
 def _check_static_shapes(ep):
     """torch.export represents shapes computed from input values (boolean-mask indexing,
-    nonzero) by symbols; FlexFlow has static shapes only: the first such node is reported."""
-    from .analysis import module_path, source_line
+    nonzero, unique) by symbols; FlexFlow's shapes are fixed when the model is built. Every
+    node where such a shape first appears is reported (module, source line, what to do)
+    before any pass runs on the graph."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+    from .analysis import AnalysisReport, UnsupportedCollector
+    from .errors import UnsupportedOperatorsError
+    collector = UnsupportedCollector()
     for node in ep.graph.nodes:
         vals = node.meta.get("val")
-        vals = vals if isinstance(vals, (list, tuple)) else [vals]
-        if any(isinstance(v, torch.Tensor) and not all(isinstance(d, int) for d in v.shape) for v in vals):
-            where = f"{_short(source_line(node)) or node.name} (module {module_path(node) or '<the model>'})"
-            meaning, todo = _CAUSES[0][1], _CAUSES[0][2]
-            raise CaptureError(f"{meaning} at {where}, node {node.name} ({node.target}). What to do: {todo}")
+        if node.op != "call_function" or vals is None or not free_unbacked_symbols(vals):
+            continue
+        if not any(d.meta.get("val") is not None and free_unbacked_symbols(d.meta.get("val"))
+                   for d in node.all_input_nodes):
+            collector.add(node, reason="its output shape depends on the input values (FlexFlow's shapes are fixed "
+                                       "when the model is built): " + _CAUSES[0][2])
+    if collector.items:
+        raise UnsupportedOperatorsError(AnalysisReport(unsupported=collector.report()))
 
 
 def _short(location: str) -> str:
@@ -301,6 +340,22 @@ def _short(location: str) -> str:
     import re
     m = re.match(r'File "(?:.*/site-packages/)?([^"]*)", line (\d+), in [^:]*(?:: (.*))?$', location or "")
     return f"{m.group(1)}:{m.group(2)}: {m.group(3) or ''}".rstrip(": ") if m else (location or "")
+
+
+#: ops kept whole although nothing converts them: their decomposition would convert into
+#: something else (an LSTM unrolled into linears over a hidden state without the batch on
+#: axis 0), so the report names them instead
+KEEP_WHOLE = {torch.ops.aten.lstm.input, torch.ops.aten.lstm.data, torch.ops.aten.gru.input,
+              torch.ops.aten.gru.data, torch.ops.aten.rnn_tanh.input, torch.ops.aten.rnn_relu.input}
+
+
+def _check_no_mutation(ep):
+    sig = ep.graph_signature
+    mutated = sorted(set(sig.buffers_to_mutate.values()) | set(sig.user_inputs_to_mutate.values()))
+    if mutated:
+        raise ConversionError(f"the forward updates {', '.join(mutated)} in place; a FlexFlow model keeps no "
+                              "state between batches, so the converted model could not reproduce it (update "
+                              "such state outside forward)")
 
 
 def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False):
@@ -324,11 +379,12 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
     if missing:
         # decompose only what has no converter: ops we convert stay whole
         table = torch.export.default_decompositions()
-        for target in registry.registered_targets():
-            if isinstance(target, torch._ops.OpOverload) and target in table:
+        for target in list(registry.registered_targets()) + list(KEEP_WHOLE):
+            if target in table:
                 del table[target]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             ep = ep.run_decompositions(table)
+    _check_no_mutation(ep)
     spec = ep.call_spec.out_spec
     return ep, output_names(pytree.tree_unflatten(list(range(spec.num_leaves)), spec))

@@ -87,6 +87,9 @@ def build(args):
     names = args.input_names.split(",") if args.input_names else None
     if example_inputs is None and names is None:
         names = default_input_names(model)
+    if example_inputs is None:      # a factory's example inputs fix both
+        args.batch_size = 1 if args.batch_size is None else args.batch_size
+        args.seq_length = "16" if args.seq_length is None else args.seq_length
     return PyTorchModel(model, is_hf_model=is_hf, input_names=names, batch_size=args.batch_size,
                         seq_length=_seq_length(args.seq_length), example_inputs=example_inputs)
 
@@ -96,8 +99,8 @@ def main(argv=None):
     parser.add_argument("command", choices=["analyze", "convert", "verify"])
     parser.add_argument("target", help="HF model folder or module:factory")
     parser.add_argument("--task", default="auto", help="HF task: " + ", ".join(TASKS) + " (default: from config)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-length", default="16", help="int, or ENC,DEC for encoder-decoder models")
+    parser.add_argument("--batch-size", type=int, default=None, help="(default: 1)")
+    parser.add_argument("--seq-length", default=None, help="int, or ENC,DEC for encoder-decoder models (default: 16)")
     parser.add_argument("--input-names", default=None, help="comma separated (default: from the model)")
     parser.add_argument("-o", "--output", default=None, help="graph file to write (convert)")
     parser.add_argument("--print-program", action="store_true")

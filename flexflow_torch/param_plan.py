@@ -13,13 +13,13 @@ FlexFlow `embedding` layer whose table is the parameter laid out as rows:
 - lookups only: the table is the parameter; the ids of every lookup are concatenated
   (DT_INT32, which concat copies bit-exactly) into one call and the result is split;
 - used as a matrix (x @ W^T, x @ W): the table is W^T or W (whichever the matrix use
-  wants), read once per sample with constant row ids; lookups gather rows from that
-  per-sample matrix;
+  wants), read with constant row ids - once per step for a one-GPU program (activations
+  are regrouped as (1, batch * rows, dim), a reshape data parallelism would reject), else
+  once per sample; lookups gather rows from that matrix;
 - plain tensor uses only: the table is one row holding the flattened parameter, read
   with a zero id per sample.
 
-Every use reads, and every gradient accumulates into, the same FlexFlow parameter,
-per sample, so that data parallelism gives each GPU whole samples.
+Every use reads, and every gradient accumulates into, the same FlexFlow parameter.
 """
 
 from __future__ import annotations
@@ -69,6 +69,16 @@ class ParamPlan:
 
     def is_native(self, param, user) -> bool:
         return self.native.get(param.node) is user
+
+    def has_matrix_tables(self) -> bool:
+        """Whether a table parameter is used as a matrix (its layout depends on one GPU
+        or several)."""
+        for param in self.params.values():
+            if self.kind(param) == "table":
+                lookups, transposed, matrix, tensor = self._uses(param)
+                if transposed or matrix or (lookups and tensor):
+                    return True
+        return False
 
     def kind(self, param) -> str:
         return "native" if param.node in self.native else "table"
@@ -129,27 +139,28 @@ class ParamPlan:
         return {"lookups": result}
 
     def _matrix_table(self, ctx, param, lookups, transposed):
-        """The parameter as a per-sample matrix M (B, rows, cols): W^T when a use is
-        x @ W^T (linear), else W; lookups gather rows of W from it."""
+        """The parameter as a matrix M (G, rows, cols): W^T when a use is x @ W^T
+        (linear), else W; G = 1 in a one-GPU program, the batch otherwise (a copy per
+        sample). Lookups gather rows of W from it."""
         if len(param.shape) != 2:
             raise ConversionError(f"{param.fqn} of shape {param.shape} is used as a matrix: only 2-D "
                                   "parameters can be")
-        B = ctx.batch_size
+        B, G = ctx.batch_size, ctx.table_copies
         R, C = param.shape
         flip = bool(transposed)                       # the table holds W^T
         rows, cols = (C, R) if flip else (R, C)
-        ids = ctx.constant(torch.arange(rows).reshape(1, rows).expand(B, rows))
+        ids = ctx.constant(torch.arange(rows).reshape(1, rows).expand(G, rows))
         m = self._embedding(ctx, param, ids, rows, cols, {"transpose": flip, "shape": [rows, cols]})
         result = {"matrix": m, "flip": flip, "lookups": {}}
         for user, ids_node in lookups:
             idv = ctx.tensor(ctx.ensure(ids_node))
-            n = math.prod(idv.shape[1:]) if idv.rank > 1 else 1
-            flat = ctx.reshape(idv, (B, n))
-            if flip:     # W^T (B, C, R): gather along R with ids repeated over C rows, then (B, n, C)
-                index = repeat_along(ctx, ctx.reshape(flat, (B, 1, n)), C, axis=1)
+            n = math.prod(idv.shape) // G
+            flat = ctx.reshape(idv, (G, n))
+            if flip:     # W^T (G, C, R): gather along R with ids repeated over C rows, then (G, n, C)
+                index = repeat_along(ctx, ctx.reshape(flat, (G, 1, n)), C, axis=1)
                 rows_of_w = ctx.transpose(ctx.emit("gather", {"input": m, "index": index}, {"dim": 2}), [0, 2, 1])
-            else:        # W (B, R, C): gather along R with ids repeated over C columns
-                index = repeat_along(ctx, ctx.reshape(flat, (B, n, 1)), C, axis=2)
+            else:        # W (G, R, C): gather along R with ids repeated over C columns
+                index = repeat_along(ctx, ctx.reshape(flat, (G, n, 1)), C, axis=2)
                 rows_of_w = ctx.emit("gather", {"input": m, "index": index}, {"dim": 1})
             out = ctx.reshape(rows_of_w, idv.shape + (C,))
             if idv.id in ctx.lifted:
@@ -169,7 +180,8 @@ class ParamPlan:
         return self._table(ctx, param)["lookups"][user]
 
     def matrix(self, ctx, param, transposed):
-        """The parameter per sample as (B, C, R) = W^T (`transposed`) or (B, R, C) = W."""
+        """The parameter as (G, C, R) = W^T (`transposed`) or (G, R, C) = W, G copies
+        (1 in a one-GPU program, else one per sample)."""
         table = self._table(ctx, param)
         if "matrix" not in table:
             raise ConversionError(f"internal: {param.fqn} has no matrix table")
@@ -186,6 +198,9 @@ class ParamPlan:
                 v = table["tensor"]
             elif "matrix" in table:
                 v = self.matrix(ctx, param, transposed=False)
+                if v.shape[0] != ctx.batch_size:          # one copy: broadcast it per sample
+                    zeros = ctx.constant(torch.zeros((ctx.batch_size,) + v.shape[1:]))
+                    v = ctx.emit("add", {"x": zeros, "y": v})
             else:
                 raise ConversionError(f"internal: {param.fqn} has no tensor form")
             v = ctx.reshape(v, lifted_shape(ctx.batch_size, param.shape))

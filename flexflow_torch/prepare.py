@@ -74,19 +74,18 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
             user_inputs[node] = name
     else:
         raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
-    run = _typed
-    run(passes.drop_empty_cat_inputs, graph)
-    ties = run(passes.canonicalize_tied_parameters, graph, params)
+    _run_pass(passes.drop_empty_cat_inputs, graph)
+    ties = _run_pass(passes.canonicalize_tied_parameters, graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
-    folded = run(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
+    folded = _run_pass(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
     batch = int(next(iter(inputs.values())).shape[0])
-    rows = run(passes.rows_per_batch, graph, user_inputs, batch)        # batch * choices for multiple choice
-    host, user_inputs = run(passes.split_host_inputs, graph, user_inputs, folded, inputs, batch, rows)
-    fusions = {"rms_norm": run(passes.fuse_rms_norm, graph, params, folded),
-               "layer_norm": run(passes.fuse_layer_norm, graph, params, folded),
-               "dense_activation": run(passes.fuse_dense_activation, graph, params),
-               "batch_merge": run(passes.unmerge_batch_views, graph, rows),
-               "high_rank_views": run(passes.collapse_high_rank_views, graph)}
+    rows = _run_pass(passes.rows_per_batch, graph, user_inputs, batch)        # batch * choices for multiple choice
+    host, user_inputs = _run_pass(passes.split_host_inputs, graph, user_inputs, folded, inputs, batch, rows)
+    fusions = {"rms_norm": _run_pass(passes.fuse_rms_norm, graph, params, folded),
+               "layer_norm": _run_pass(passes.fuse_layer_norm, graph, params, folded),
+               "dense_activation": _run_pass(passes.fuse_dense_activation, graph, params),
+               "batch_merge": _run_pass(passes.unmerge_batch_views, graph, rows),
+               "high_rank_views": _run_pass(passes.collapse_high_rank_views, graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
@@ -95,16 +94,15 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
                          example_inputs=inputs, training=training, ties=ties, fusions=fusions, host=host)
 
 
-def _typed(graph_pass, *args):
-    """Run a pass; what it raises untyped becomes a CaptureError naming the pass."""
+def _run_pass(fn, *args):
+    """Run one pass; anything it raises becomes a CaptureError naming the pass."""
     try:
-        return graph_pass(*args)
+        return fn(*args)
     except FlexFlowTorchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure of a pass is reported typed
-        raise CaptureError(f"the graph pass {graph_pass.__name__} failed on the captured graph "
-                           f"({type(exc).__name__}: {exc}). What to do: report it with the model; "
-                           "flexflow_torch.analyze lists the operators it could convert") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CaptureError(f"the graph pass {fn.__name__} failed ({type(exc).__name__}: {exc}). What to do: "
+                           "please report this with the model; flexflow_torch.analyze lists what converts") from exc
 
 
 def ties_first(ties, params):

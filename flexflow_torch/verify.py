@@ -121,7 +121,7 @@ def torch_node_values(prepared, inputs):
     return env
 
 
-def verify(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None, is_hf_model=False,
+def verify(model, input_names=None, batch_size=None, seq_length=None, example_inputs=None, is_hf_model=False,
            per_node=True, inputs=None) -> VerifyReport:
     """Convert `model` (or take a PyTorchModel), run both sides on the same
     inputs (the capture's example inputs, or `inputs`: a dict name -> tensor of
@@ -133,14 +133,22 @@ def verify(model, input_names=None, batch_size=1, seq_length=None, example_input
         model, is_hf_model=is_hf_model, input_names=input_names, batch_size=batch_size,
         seq_length=seq_length, example_inputs=example_inputs)
     program = ptm.eval_program
-    prepared = ptm._capture(False)[0]
+    prepared = ptm._capture(False)["prepared"]
     if inputs is None:
         inputs = ptm.example_inputs
     else:
+        if not isinstance(inputs, dict):
+            raise ConversionError(f"inputs is a dict name -> tensor, got {type(inputs).__name__}")
         missing = [n for n in ptm.input_names if n not in inputs]
         if missing:
             raise ConversionError(f"inputs lacks {missing}")
         inputs = {n: inputs[n] for n in ptm.input_names}
+        for name, t in inputs.items():
+            like = ptm.example_inputs[name]
+            if not isinstance(t, torch.Tensor) or t.shape != like.shape or t.dtype != like.dtype:
+                raise ConversionError(f"input {name!r} must be a {like.dtype} tensor of shape {tuple(like.shape)} "
+                                      "(the captured one), got " + (f"{t.dtype} {tuple(t.shape)}" if isinstance(
+                                          t, torch.Tensor) else type(t).__name__))
     eager = eager_outputs(ptm.model, inputs, ptm._positional, ptm.is_hf_model)
     ffmodel, _, outputs, tensor_map = run_converted(program, inputs)
     expected = [x for x in pytree.tree_leaves(eager) if isinstance(x, torch.Tensor)]

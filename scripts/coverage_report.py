@@ -312,10 +312,17 @@ def _one_line(text, limit=160):
 
 
 def _unsupported_reason(exc):
+    """The first unsupported operators: target, why (first clause), where (file:line)."""
+    import re
     items = exc.report.unsupported
-    return "no FlexFlow form for " + ", ".join(f"{u.target} ({u.reason})" if u.reason != "no converter"
-                                               else u.target for u in items[:4]) + \
-        (f" and {len(items) - 4} more" if len(items) > 4 else "")
+
+    def one(u):
+        why = "" if u.reason == "no converter" else " (" + re.split(r" \(|: ", u.reason)[0] + ")"
+        m = re.search(r'File "(?:.*/site-packages/)?([^"]*)", line (\d+)', u.source or "")
+        return f"{u.target}{why}" + (f" at {m.group(1)}:{m.group(2)}" if m and "flexflow_torch" not in m.group(1)
+                                     else "")
+    return "no FlexFlow form for " + "; ".join(one(u) for u in items[:3]) + \
+        (f"; and {len(items) - 3} more" if len(items) > 3 else "")
 
 
 def convert_and_compare(model, inputs):
@@ -390,7 +397,7 @@ def run_class(name, timeout=300) -> Row:
     except _Timeout:
         row = Row(name, "timeout", f"more than {timeout} s")
     except UnsupportedOperatorsError as exc:
-        row = Row(name, "unsupported", _one_line(_unsupported_reason(exc)))
+        row = Row(name, "unsupported", _one_line(_unsupported_reason(exc), 240))
     except CaptureError as exc:
         row = Row(name, "capture", _one_line(str(exc).split(". What to do")[0], 220))
     except ConversionError as exc:

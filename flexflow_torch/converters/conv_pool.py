@@ -1,4 +1,4 @@
-"""Convolution and pooling (NCHW)."""
+"""Convolution, pooling and upsampling (NCHW)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from ..registry import register
 from ..context import Param
 from ..graph import enum
-from ._common import binary, to_float, unsupported
+from ._common import binary, shape_of, supported_if, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -21,19 +21,31 @@ def _pair(v):
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
 
 
-@register(aten.conv2d.default)
+def _conv_support(node, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1,
+                  transposed=False, **_):
+    rank = len(shape_of(weight))
+    if transposed:
+        return "transposed convolution (FlexFlow has none)"
+    if rank not in (3, 4):
+        return f"{rank - 2}-D convolution (FlexFlow has conv2d only)"
+    if isinstance(padding, str):
+        return f"convolution with padding={padding!r}"
+    if any(d != 1 for d in (dilation if isinstance(dilation, (list, tuple)) else [dilation])):
+        return "dilated convolution (FlexFlow conv2d has no dilation)"
+    return None
+
+
+@register(aten.conv2d.default, supports=supported_if(_conv_support))
 def aten_conv2d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
     """conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor"""
     return _conv2d(ctx, to_float(ctx, ctx.tensor(input)), weight, bias, stride, padding, dilation, groups)
 
 
-@register(aten.conv1d.default)
+@register(aten.conv1d.default, supports=supported_if(_conv_support))
 def aten_conv1d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
     """conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] dilation=1, SymInt groups=1) -> Tensor
 
     A conv2d over (N, C, 1, L) with a (out, in, 1, k) kernel (the parameter reshaped)."""
-    if isinstance(padding, str):
-        unsupported(f"conv1d with padding={padding!r}")
     x = ctx.tensor(input)
     if x.rank != 3:
         unsupported(f"conv1d on a {x.rank}-D input")
@@ -45,21 +57,15 @@ def aten_conv1d(ctx, input, weight, bias=None, stride=(1,), padding=(0,), dilati
     return ctx.reshape(y, ctx.out_shape)
 
 
-@register(aten.convolution.default)
+@register(aten.convolution.default, supports=supported_if(_conv_support))
 def aten_convolution(ctx, input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     """convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor"""
-    if transposed:
-        unsupported("transposed convolution (FlexFlow has none)")
-    if len(weight.shape) == 3:
+    if len(_kernel_shape(ctx, weight)) == 3:
         return aten_conv1d(ctx, input, weight, bias, stride, padding, dilation, groups)
-    if len(weight.shape) != 4:
-        unsupported(f"{len(weight.shape) - 2}-D convolution")
     return aten_conv2d(ctx, input, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv2d(ctx, x, weight, bias, stride, padding, dilation, groups, kernel=None):
-    if _pair(dilation) != (1, 1):
-        unsupported("dilated convolution (FlexFlow conv2d has no dilation)")
     (kh, kw), (sh, sw), (ph, pw) = kernel or _kernel_shape(ctx, weight)[2:], _pair(stride), _pair(padding)
     if not (isinstance(weight, Param) and ctx.is_native(weight)):
         return _computed_kernel(ctx, x, weight, bias, groups, (kh, kw), (sh, sw), (ph, pw))
@@ -180,11 +186,18 @@ def _pool(ctx, x, k, s, p, pool_type):
                      "activation": enum("ActiMode.AC_MODE_NONE")})
 
 
-@register(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
-def aten_max_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
-    """max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor"""
+def _max_pool_support(node, self, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
     if ceil_mode or _pair(dilation) != (1, 1):
-        unsupported("max pooling with ceil_mode or dilation")
+        return "max pooling with ceil_mode or dilation"
+    return None
+
+
+@register(aten.max_pool2d.default, aten.max_pool2d_with_indices.default, supports=supported_if(_max_pool_support))
+def aten_max_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    """max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor
+    max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)
+
+    The indices output is not kept (None)."""
     k = _pair(kernel_size)
     s = _pair(stride) if stride else k
     y = _pool(ctx, ctx.tensor(self), k, s, _pair(padding), "POOL_MAX")
@@ -193,26 +206,37 @@ def aten_max_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), dilation=(1
     return y
 
 
-@register(aten.avg_pool2d.default)
+def _avg_pool_support(node, self, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True,
+                      divisor_override=None):
+    if ceil_mode or divisor_override or (_pair(padding) != (0, 0) and count_include_pad):
+        return ("average pooling with ceil_mode, divisor_override or padding counted in the average "
+                "(FlexFlow excludes padding)")
+    return None
+
+
+@register(aten.avg_pool2d.default, supports=supported_if(_avg_pool_support))
 def aten_avg_pool2d(ctx, self, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True,
                     divisor_override=None):
     """avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor"""
-    p = _pair(padding)
-    if ceil_mode or divisor_override or (p != (0, 0) and count_include_pad):
-        unsupported("average pooling with ceil_mode, divisor_override or padding counted in the average "
-                    "(FlexFlow excludes padding)")
     k = _pair(kernel_size)
-    return _pool(ctx, ctx.tensor(self), k, _pair(stride) if stride else k, p, "POOL_AVG")
+    return _pool(ctx, ctx.tensor(self), k, _pair(stride) if stride else k, _pair(padding), "POOL_AVG")
 
 
-@register(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
+def _adaptive_support(node, self, output_size):
+    H, W = shape_of(self)[-2:]
+    oh, ow = _pair(output_size)
+    return f"adaptive average pooling {H}x{W} -> {oh}x{ow} with uneven windows" if H % oh or W % ow else None
+
+
+@register(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default, supports=supported_if(_adaptive_support))
 def aten_adaptive_avg_pool2d(ctx, self, output_size):
-    """adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor   (exact when sizes divide)"""
+    """adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor
+    _adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor
+
+    A pool2d with equal windows (sizes must divide)."""
     x = ctx.tensor(self)
     H, W = x.shape[2:]
     oh, ow = _pair(output_size)
-    if H % oh or W % ow:
-        unsupported(f"adaptive average pooling {H}x{W} -> {oh}x{ow} with uneven windows")
     k = (H // oh, W // ow)
     return _pool(ctx, x, k, k, (0, 0), "POOL_AVG")
 
@@ -226,18 +250,15 @@ def _interpolation(op, size, args, axis):
     return out[:, 0, :, 0].t() if axis == 2 else out[:, 0, 0, :].t()
 
 
-@register(aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default)
-def aten_upsample_bilinear2d(ctx, input, output_size, align_corners, scale_factors=None, scales_h=None,
-                             scales_w=None):
+@register(aten.upsample_bilinear2d.vec)
+def aten_upsample_bilinear2d(ctx, input, output_size, align_corners, scale_factors):
     """upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor
 
     A linear map of each (H, W) plane: A_h @ x @ A_w^T, two batch_matmuls with constant
     interpolation matrices (PyTorch's own weights); exact forward and gradient."""
     x = to_float(ctx, ctx.tensor(input))
     B, C, H, W = x.shape
-    op = ctx.node.target
-    args = [output_size, align_corners] + ([scale_factors] if op is aten.upsample_bilinear2d.vec
-                                           else [scales_h, scales_w])
+    op, args = aten.upsample_bilinear2d.vec, [output_size, align_corners, scale_factors]
     a_h, a_w = _interpolation(op, H, args, 2), _interpolation(op, W, args, 3)      # (H', H), (W', W)
     oh, ow = a_h.shape[0], a_w.shape[0]
     rows = ctx.constant(a_w.t().float().expand(B, C, W, ow).contiguous())

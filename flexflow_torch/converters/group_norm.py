@@ -44,13 +44,5 @@ def group_norm(ctx, input, groups, weight, bias, eps):
 
 @register(aten.group_norm.default)
 def aten_group_norm(ctx, input, num_groups, weight=None, bias=None, eps=1e-05, cudnn_enabled=True):
-    """group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enabled=True) -> Tensor"""
+    """group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enabled=True) -> Tensor"""
     return group_norm(ctx, input, num_groups, weight, bias, eps)
-
-
-@register(aten.native_group_norm.default)
-def aten_native_group_norm(ctx, input, weight, bias, N, C, HxW, group, eps):
-    """native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor)
-
-    The normalised output only (the saved mean and rstd are for PyTorch's backward)."""
-    return (group_norm(ctx, input, group, weight, bias, eps), None, None)

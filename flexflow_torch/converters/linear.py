@@ -15,9 +15,22 @@ from ..context import Merged, Param
 from ..errors import ConversionError
 from ..fused_ops import dense as fused_dense
 from ..graph import enum
-from ._common import binary, expand, to_float
+from ._common import CONST, FIXED, PARAM, arg_kind, binary, expand, meta_of, shape_of, supported_if, to_float
 
 aten = torch.ops.aten
+
+
+def _float_operands(*args):
+    """PyTorch's products take operands of one floating-point dtype."""
+    dtypes = {getattr(meta_of(a), "dtype", None) for a in args if a is not None}
+    dtypes.discard(None)
+    if len(dtypes) > 1 or any(not d.is_floating_point for d in dtypes):
+        return f"operands of dtypes {sorted(map(str, dtypes))}: PyTorch's product rejects them"
+    return None
+
+
+def _linear_support(node, input, weight, bias=None):
+    return _float_operands(input, weight)
 
 
 def _dense(ctx, x, weight: Param, bias, activation="AC_MODE_NONE", transpose=False):
@@ -71,19 +84,20 @@ def matmul(ctx, a, b):
 
 def _via_table(ctx, x, weight: Param, bias, transposed):
     """x @ W^T (`transposed`) or x @ W for a weight FlexFlow cannot own as a dense
-    kernel (tied, shared): W per sample from its table feeds batch_matmul."""
+    kernel (tied, shared): W from its table, G copies (see param_plan), feeds
+    batch_matmul with the rows of x grouped as (G, rows, K)."""
     x = to_float(ctx, ctx.tensor(x))
-    w = ctx.plan.matrix(ctx, weight, transposed)          # (B, K, N)
-    B, K = ctx.batch_size, w.shape[1]
-    if x.id in ctx.lifted or math.prod(x.shape) % (B * K):
-        raise ConversionError(f"cannot align {x.shape} with the batch size {B} for the shared weight "
+    w = ctx.plan.matrix(ctx, weight, transposed)          # (G, K, N)
+    G, K = w.shape[0], w.shape[1]
+    if x.id in ctx.lifted or math.prod(x.shape) % (G * K):
+        raise ConversionError(f"cannot align {x.shape} with the table copies {G} for the shared weight "
                               f"{weight.fqn}")
-    x3 = ctx.reshape(x, (B, math.prod(x.shape) // (B * K), K))
+    x3 = ctx.reshape(x, (G, math.prod(x.shape) // (G * K), K))
     y = ctx.reshape(ctx.emit("batch_matmul", {"A": x3, "B": w}), x.shape[:-1] + (w.shape[2],))
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(aten.linear.default)
+@register(aten.linear.default, supports=supported_if(_linear_support))
 def aten_linear(ctx, input, weight, bias=None):
     """linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor"""
     if isinstance(weight, Param) and ctx.is_native(weight):
@@ -97,9 +111,11 @@ def aten_linear(ctx, input, weight, bias=None):
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(fused_dense)
-def fused_dense_activation(ctx, input, weight, bias=None, activation="relu"):
-    """dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor"""
+@register(fused_dense, supports=supported_if(lambda node, input, weight, bias, activation: _float_operands(input, weight)))
+def fused_dense_activation(ctx, input, weight, bias, activation):
+    """flexflow_torch::dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor
+
+    FlexFlow's dense with a fused RELU or SIGMOID."""
     act = {"relu": "AC_MODE_RELU", "sigmoid": "AC_MODE_SIGMOID"}[activation]
     return _dense(ctx, input, weight, bias, activation=act)
 
@@ -120,10 +136,32 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
     return binary(ctx, "add", y, binary(ctx, "multiply", self, beta))
 
 
-@register(aten.mm.default, aten.bmm.default, aten.matmul.default)
-def aten_matmul(ctx, self, other=None, mat2=None):
-    """matmul(Tensor self, Tensor other) -> Tensor   (also mm, bmm)"""
+def _matmul_support(node, self, other=None, mat2=None, **_):
     b = other if other is not None else mat2
+    if _float_operands(self, b):
+        return _float_operands(self, b)
+    ranks = [len(shape_of(self)), len(shape_of(b))]
+    if 1 in ranks:
+        return f"a matrix product with a 1-D operand (ranks {ranks[0]} and {ranks[1]})"
+    if arg_kind(self) in (CONST, PARAM, FIXED) and arg_kind(b) in (CONST, PARAM, FIXED):
+        return "a matrix product of two values that depend on no input (FlexFlow computes per sample)"
+    return None
+
+
+def _product(ctx, a, b):
     if isinstance(b, Param) and len(b.shape) == 2:
-        return _via_table(ctx, self, b, None, transposed=False)
-    return matmul(ctx, self, b)
+        return _via_table(ctx, a, b, None, transposed=False)
+    return matmul(ctx, a, b)
+
+
+@register(aten.matmul.default, supports=supported_if(_matmul_support))
+def aten_matmul(ctx, self, other):
+    """matmul(Tensor self, Tensor other) -> Tensor"""
+    return _product(ctx, self, other)
+
+
+@register(aten.mm.default, aten.bmm.default, supports=supported_if(_matmul_support))
+def aten_mm(ctx, self, mat2):
+    """mm(Tensor self, Tensor mat2) -> Tensor
+    bmm(Tensor self, Tensor mat2) -> Tensor"""
+    return _product(ctx, self, mat2)

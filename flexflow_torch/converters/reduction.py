@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..registry import register
-from ._common import scalar_op, to_float
+from ._common import scalar_op, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -33,7 +33,6 @@ def _reduce_lifted(ctx, x, axes):
     of a weight-normed kernel): per sample, over the axes after the batch axis."""
     shape = ctx.torch_shape(x)
     if len(shape) + 1 > 4:
-        from ._common import unsupported
         unsupported(f"a reduction of a {len(shape)}-D value that depends on no input")
     per_sample = ctx.reshape(x, (ctx.batch_size,) + tuple(shape))
     y = ctx.emit("reduce_sum", {"input": per_sample}, {"axes": [a + 1 for a in axes], "keepdims": True})
@@ -78,7 +77,6 @@ def aten_linalg_vector_norm(ctx, self, ord=2, dim=None, keepdim=False, dtype=Non
     The 2-norm, pow(sum(x * x), 0.5) (weight norm's ||v||); other orders have no exact
     FlexFlow form (no abs with a usable gradient at 0, no max over a reduction)."""
     if ord != 2:
-        from ._common import unsupported
         unsupported(f"a vector norm of order {ord}")
     x = to_float(ctx, ctx.tensor(self))
     squares = ctx.emit("multiply", {"x": x, "y": x})

@@ -31,17 +31,26 @@ PUSH = 1e30
 
 class Selection:
     """Indices chosen along the last axis of a (..., n) tensor, held as a float one-hot
-    (..., k, n) FlexFlow value (the index tensor's shape is (..., k))."""
+    (..., k, n) FlexFlow value (the index tensor's shape is (..., k)), built when a
+    consumer reads it: FlexFlow rejects operators whose outputs nothing uses."""
 
-    def __init__(self, onehot, n):
-        self.onehot, self.n = onehot, n
+    stands_for_tensor = True          # context._check_output compares its shape with PyTorch's
+
+    def __init__(self, build, shape, n):
+        self._build, self._onehot, self.shape, self.n = build, None, tuple(shape), n
 
     @property
-    def shape(self):
-        return self.onehot.shape[:-1]
+    def onehot(self):
+        if self._onehot is None:
+            self._onehot = self._build()
+        return self._onehot
+
+    def reshaped(self, ctx, shape):
+        """The same selection for an index tensor of `shape`."""
+        return Selection(lambda: ctx.reshape(self.onehot, tuple(shape) + (self.n,)), shape, self.n)
 
     def __repr__(self):
-        return f"Selection({self.onehot} over {self.n})"
+        return f"Selection({list(self.shape)} over {self.n})"
 
 
 def _rows4(ctx, x):
@@ -72,18 +81,22 @@ def select_largest(ctx, x, k):
         unsupported("a selection over a value that depends on no input")
     cur = _rows4(ctx, x)
     B, _, rows, n = cur.shape
-    values, hots = [], []
+    values, hots, steps = [], [], []
     for j in range(k):
         m = _row_max(ctx, cur)
-        hot = _is_max(ctx, cur, m)
         values.append(m)
-        hots.append(ctx.reshape(hot, (B, rows, 1, n)))
+        steps.append((cur, m))
         if j + 1 < k:
-            cur = ctx.emit("subtract", {"x": cur, "y": scalar_op(ctx, "scalar_multiply", hot, PUSH)})
+            hots.append(_is_max(ctx, cur, m))
+            cur = ctx.emit("subtract", {"x": cur, "y": scalar_op(ctx, "scalar_multiply", hots[-1], PUSH)})
     vals = values[0] if k == 1 else ctx.emit("concat", {"tensors": values}, {"axis": 3})
-    onehot = hots[0] if k == 1 else ctx.emit("concat", {"tensors": hots}, {"axis": 2})
     lead = x.shape[:-1]
-    return ctx.reshape(vals, lead + (k,)), Selection(ctx.reshape(onehot, lead + (k, n)), n)
+
+    def onehot():
+        rows_hot = [ctx.reshape(h, (B, rows, 1, n)) for h in hots + [_is_max(ctx, *steps[-1])]]
+        joined = rows_hot[0] if k == 1 else ctx.emit("concat", {"tensors": rows_hot}, {"axis": 2})
+        return ctx.reshape(joined, lead + (k, n))
+    return ctx.reshape(vals, lead + (k,)), Selection(onehot, lead + (k,), n)
 
 
 def _last_axis(ctx, x, dim):
@@ -107,9 +120,11 @@ def aten_topk(ctx, self, k, dim=-1, largest=True, sorted=True):
 
 @register(aten.max.dim, aten.min.dim)
 def aten_max_dim(ctx, self, dim, keepdim=False):
-    """max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)   (also min.dim)
+    """max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)
+    min.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)
 
-    Any axis: moved last (a per-sample gather) when it is not."""
+    Any axis but the batch's: moved last (a per-sample gather) when it is not. The
+    indices come back as a `Selection`."""
     x = to_float(ctx, ctx.tensor(self))
     rank = x.rank
     dim %= rank
@@ -123,12 +138,14 @@ def aten_max_dim(ctx, self, dim, keepdim=False):
     values, sel = select_largest(ctx, x, 1)
     if is_min:
         values = scalar_op(ctx, "scalar_multiply", values, -1.0)
-    return ctx.reshape(values, ctx.out_val[0].shape), sel
+    return ctx.reshape(values, ctx.out_val[0].shape), sel.reshaped(ctx, tuple(ctx.out_val[1].shape) or (1,))
 
 
 @register(aten.amax.default)
 def aten_amax(ctx, self, dim=(), keepdim=False):
-    """amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor   (one axis)"""
+    """amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor
+
+    Over one axis."""
     dims = list(dim) if isinstance(dim, (list, tuple)) else [dim]
     if len(dims) != 1:
         unsupported("amax over several axes")

@@ -27,6 +27,7 @@ from .optimizers import check_optimizer
 from .serving import ServingOps
 from ..semantics.grad import scale_grad
 from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
+from .checkpointing import TrainingState
 from .training import PerfMetrics, TrainingLoop
 
 MAX_OPNAME = 128
@@ -34,7 +35,7 @@ _DEFAULT_INIT = {"glorot": lambda: GlorotUniformInitializer(0), "zeros": ZeroIni
                  "ones": lambda: ConstantInitializer(1.0)}
 
 
-class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
+class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, TrainingState):
     """A FlexFlow model (embedded runtime)."""
 
     def __init__(self, ffconfig):
