@@ -237,7 +237,8 @@ class HostProgram:
                     raise GraphFileError(f"host program: unknown dtype {d!r}")
             steps = []
             for step in data["steps"]:
-                if set(step) != {"op", "args", "kwargs", "out"}:
+                if set(step) != {"op", "args", "kwargs", "out"} or not isinstance(step["args"], list) \
+                        or not isinstance(step["kwargs"], dict) or not isinstance(step["out"], str):
                     raise GraphFileError("host program: malformed step")
                 if step["op"] not in (_SPECIAL, "getitem"):
                     _resolve_op(step["op"])
@@ -248,11 +249,25 @@ class HostProgram:
             outputs = [(str(n), str(r)) for n, r in data["outputs"]]
             if any(r not in defined for _, r in outputs):
                 raise GraphFileError("host program: an output refers to nothing")
-            return cls(inputs, steps, outputs, constants, int(data["batch_size"]))
+            program = cls(inputs, steps, outputs, constants, int(data["batch_size"]))
         except GraphFileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise GraphFileError(f"host program: malformed ({exc})") from exc
+        program.check_runs()
+        return program
+
+    def check_runs(self):
+        """One trial batch of zeros: a program that cannot run fails when the file loads,
+        not at the first batch of training."""
+        zeros = {name: torch.zeros(shape, dtype=_DTYPES[dtype]) for name, dtype, shape in self.inputs}
+        try:
+            return self(zeros)
+        except GraphFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the recorded ATen calls
+            raise GraphFileError(f"host program: does not run on a batch of its recorded shapes "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
 
 def _check_refs(value, defined):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers as tf
 
-from flexflow_torch import PyTorchModel, file_to_ff, verify
+from flexflow_torch import PyTorchModel, create_data_loaders, file_to_ff, verify
 from flexflow_torch import runtime as ff
 from flexflow_torch.errors import ConversionError, DataLoaderError, GraphFileError
 from flexflow_torch.passes.host_inputs import HostProgram
@@ -39,11 +39,11 @@ def padded_ids(n, length=7, seed=0, pad=0):
     return torch.where(mask.bool(), ids, torch.full_like(ids, pad)), mask
 
 
-def forward_batches(ptm, ffmodel, arrays, batches):
+def forward_batches(ffmodel, arrays, batches):
     """The documented flow: loaders over the user's arrays, one forward per batch."""
     ffmodel.compile(optimizer=ff.SGDOptimizer(ffmodel, 0.0), loss_type=ff.LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
                     metrics=[ff.MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=ff.CompMode.INFERENCE)
-    loaders = ptm.create_data_loaders(ffmodel, arrays)
+    loaders = create_data_loaders(ffmodel, arrays)     # flexflow_torch's: works for graph files too
     ffmodel.init_layers()
     for loader in loaders:
         loader.reset()
@@ -79,7 +79,7 @@ def test_last_token_index_is_a_per_sample_gather_over_several_batches():
     all_ids, all_mask = padded_ids(3 * B, seed=5)
     ffmodel = embedded_model(B)
     ptm.torch_to_ff(ffmodel)
-    outs = forward_batches(ptm, ffmodel, {"input_ids": all_ids.numpy(), "attention_mask": all_mask.numpy()}, 3)
+    outs = forward_batches(ffmodel, {"input_ids": all_ids.numpy(), "attention_mask": all_mask.numpy()}, 3)
     with torch.no_grad():
         want = model(input_ids=all_ids, attention_mask=all_mask).logits
     for b, got in enumerate(outs):
@@ -107,7 +107,7 @@ def test_graph_file_carries_the_host_program(tmp_path):
     path = ptm.torch_to_file(tmp_path / "m.safetensors")
     ffmodel = embedded_model(B)
     file_to_ff(path, ffmodel)                       # no PyTorch model, no tracing
-    outs = forward_batches(ptm, ffmodel, [ids.numpy(), mask.numpy()], 1)
+    outs = forward_batches(ffmodel, [ids.numpy(), mask.numpy()], 1)
     with torch.no_grad():
         want = model(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(torch.from_numpy(outs[0]), want)
@@ -167,7 +167,7 @@ def test_multiple_choice_rows():
     assert program.single_gpu
     ffmodel = embedded_model(B)
     ptm.torch_to_ff(ffmodel)
-    got = forward_batches(ptm, ffmodel, inputs, 1)[0]
+    got = forward_batches(ffmodel, inputs, 1)[0]
     with torch.no_grad():
         want = model(**inputs).logits
     torch.testing.assert_close(torch.from_numpy(got), want)

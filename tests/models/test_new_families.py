@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flexflow_torch import PyTorchModel
-from flexflow_torch.errors import CaptureError
+from flexflow_torch.errors import CaptureError, UnsupportedOperatorsError
 from flexflow_torch.testing import check_module
 
 torch.manual_seed(0)
@@ -102,11 +102,12 @@ def test_zero_size_pieces_of_a_cat_are_dropped():
     check_module(Tokens(), (_x(2, 3, 4),))
 
 
-def test_mask_indexing_is_a_typed_capture_error_with_module_and_line():
+def test_mask_indexing_is_reported_with_module_line_and_what_to_do():
     class Select(torch.nn.Module):
         def forward(self, x, ids):
             return x[ids == 2]
-    with pytest.raises(CaptureError, match=r"shape or a branch decided by input values.*test_new_families.py:\d+"):
+    with pytest.raises(UnsupportedOperatorsError, match=r"(?s)depends on the input values.*select with an index.*"
+                                                         r"test_new_families.py\", line \d+"):
         PyTorchModel(Select(), example_inputs=(_x(2, 3), torch.tensor([[2, 0, 2], [1, 2, 0]]))).program
 
 
