@@ -208,7 +208,7 @@ class ConversionContext:
         for v, meta in pairs:
             if not isinstance(meta, torch.Tensor) or v is None:
                 continue
-            if isinstance(v, (Merged, Const, Param)):
+            if isinstance(v, (Merged, Const, Param)) or getattr(v, "stands_for_tensor", False):
                 if tuple(v.shape) != tuple(meta.shape):
                     raise ConversionError(f"the converter produced a {tuple(v.shape)} value where PyTorch "
                                           f"computes {tuple(meta.shape)}")
@@ -438,7 +438,9 @@ class ConversionContext:
             return self.gather_moves(x, fn)
         shape = self.lifted[x.id]
         out_shape = tuple(fn(torch.empty(shape, device="meta")).shape) or (1,)
-        out = self.gather_moves(self.reshape(x, (self.batch_size,) + tuple(shape)), torch.vmap(fn))
+        inner, out_inner = _within_rank(shape), _within_rank(out_shape)     # with the batch: <= 4 axes
+        out = self.gather_moves(self.reshape(x, (self.batch_size,) + inner),
+                                torch.vmap(lambda t: fn(t.reshape(shape)).reshape(out_inner)))
         if self.lifted.get(out.id, out_shape) != out_shape:
             out = self.emit("reshape", {"input": out}, {"shape": list(out.shape)})
         return self.lift(out, out_shape)
@@ -475,6 +477,14 @@ def _describe(v):
     if isinstance(v, (list, tuple)):
         return f"{len(v)} values"
     return "one value" if v is not None else "nothing"
+
+
+def _within_rank(shape):
+    """`shape` without leading 1s beyond 3 axes (a per-sample shape under the batch axis)."""
+    shape = tuple(shape)
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def _wrap_folded(v):

@@ -82,6 +82,13 @@ class FFProgram:
         #: why the program runs on one GPU only (FlexFlow's data-parallel rules)
         self.single_gpu: List[str] = []
         self._names = set()
+        #: passes.host_inputs.HostProgram computing the inputs from the user's arrays, or None
+        self.host = None
+
+    @property
+    def user_input_names(self) -> List[str]:
+        """The arrays a user feeds (the host program computes the program's inputs from them)."""
+        return self.host.input_names if self.host is not None else list(self.input_names)
 
     # ---------------------------------------------------------------- building
     def _new_value(self, shape, dtype, part=0) -> Value:
@@ -264,6 +271,7 @@ class FFProgram:
             "outputs": self.outputs, "output_names": self.output_names,
             "weight_sources": self.weight_sources, "node_values": self.node_values,
             "notes": self.notes, "batch_size": self.batch_size, "single_gpu": self.single_gpu,
+            "host": self.host.to_json() if self.host is not None else None,
         }
 
     @classmethod
@@ -279,6 +287,9 @@ class FFProgram:
         p.weight_sources, p.node_values = data["weight_sources"], data["node_values"]
         p.notes, p.batch_size = data["notes"], data["batch_size"]
         p.single_gpu = list(data.get("single_gpu", []))
+        if data.get("host") is not None:
+            from .passes.host_inputs import HostProgram
+            p.host = HostProgram.from_json(data["host"], tensors)
         for k, arr in tensors.items():
             if k.startswith("const/"):
                 p.constants[int(k[6:])] = np.ascontiguousarray(arr)

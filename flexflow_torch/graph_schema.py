@@ -27,9 +27,10 @@ MAX_ELEMENTS = 2 ** 31 - 1          # per tensor: FlexFlow's int32 volumes
 MAX_INT = 2 ** 31 - 1
 MAX_TEXT = 4096                     # notes, node names, weight keys
 TOP_KEYS = {"format", "version", "values", "ops", "inputs", "input_names", "outputs", "output_names",
-            "weight_sources", "node_values", "notes", "batch_size", "single_gpu"}
+            "weight_sources", "node_values", "notes", "batch_size", "single_gpu", "host"}
 OP_KEYS = {"method", "args", "outputs", "name", "node", "weights", "kind"}
 LAYOUT_KEYS = {"param", "torch_shape", "dtype", "transpose", "shape"}
+HOST_DTYPES = {"F32", "F64", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 DTYPES = {"DT_FLOAT": "<f4", "DT_INT32": "<i4"}
 WEIGHT_DTYPES = {"float32", "float16", "bfloat16", "float64"}
 #: FFModel parameters a file never carries (objects, or the layer name kept apart)
@@ -75,10 +76,12 @@ def check_header(headers: dict, path):
         kind, _, rest = name.partition("/")
         weight = kind == "weight" and rest and dtype == "F32"
         constant = kind == "const" and re.fullmatch(r"\d{1,9}", rest) and dtype in ("F32", "I32")
-        if not (weight or constant):
+        host = kind == "host" and re.fullmatch(r"\w{1,200}", rest) and dtype in HOST_DTYPES
+        if not (weight or constant or host):
             w.fail(f"tensor {name!r}", f"unexpected tensor ({dtype}); a graph file holds float32 "
-                   "weight/<key> and float32/int32 const/<id> tensors")
-        if not 1 <= len(shape) <= 4 or math.prod(shape) > MAX_ELEMENTS or 0 in shape:
+                   "weight/<key>, float32/int32 const/<id> and host/<key> (host-side inputs) tensors")
+        ranks = range(0, 9) if host else range(1, 5)
+        if len(shape) not in ranks or math.prod(shape) > MAX_ELEMENTS or (0 in shape and not host):
             w.fail(f"tensor {name!r}", f"shape {list(shape)} is out of bounds")
 
 
@@ -248,7 +251,8 @@ def validate(data: dict, tensors: dict, path):
     if data["single_gpu"] != parallel:
         w.fail("single_gpu", f"the program's data-parallel limits are {parallel}, the file says "
                f"{data['single_gpu']}")
-    expected = {f"weight/{k}" for k in sources} | {f"const/{v}" for v in constants}
+    expected = {f"weight/{k}" for k in sources} | {f"const/{v}" for v in constants} | \
+        _check_host(w, data, input_names, [values[i] for i in inputs], batch, tensors)
     if set(tensors) != expected:
         w.fail("tensors", f"missing {sorted(expected - set(tensors))[:5]}, unexpected "
                f"{sorted(set(tensors) - expected)[:5]}")
@@ -266,7 +270,7 @@ def _check_constant_indices(w, data, values, constants, tensors):
     """Constant embedding ids and gather indices lie in range (FlexFlow does not check)."""
     from .graph import FFProgram
     from .runtime.dataloader import check_index_range
-    program = FFProgram.from_json(data, {})
+    program = FFProgram.from_json(dict(data, host=None), {})
     for vid, (bound, what) in program.index_limits().items():
         if vid in constants:
             try:
@@ -275,6 +279,25 @@ def _check_constant_indices(w, data, values, constants, tensors):
                 raise
             except Exception as exc:  # noqa: BLE001 - DataLoaderError, reported as a file problem
                 w.fail(f"const/{vid}", str(exc))
+
+
+def _check_host(w, data, input_names, input_metas, batch, tensors):
+    """The host-side input program (passes/host_inputs.py): allowed ATen calls only, every
+    reference defined before use, runs on a batch of zeros, its outputs exactly the
+    program's inputs (names and shapes). Returns the names of its tensors."""
+    if data["host"] is None:
+        return set()
+    from .passes.host_inputs import HostProgram
+    host = HostProgram.from_json(data["host"], {k: v for k, v in tensors.items() if k.startswith("host/")})
+    if host.output_names != input_names:
+        w.fail("host", f"the host program computes {host.output_names[:5]}, the program takes {input_names[:5]}")
+    if host.batch_size != batch or len(set(host.input_names)) != len(host.input_names):
+        w.fail("host", "the host program's batch or input names do not fit the program")
+    shapes = [list(t.shape) for t in host.check_runs().values()]
+    if shapes != [list(m.shape) for m in input_metas]:
+        w.fail("host", f"the host program computes shapes {shapes[:5]}, the program takes "
+               f"{[list(m.shape) for m in input_metas][:5]}")
+    return {f"host/{k}" for k in host.constants}
 
 
 def _is_id(v):
@@ -291,9 +314,14 @@ def _weight_sources(w, sources):
     for key, src in sources.items():
         what = f"weight_sources[{_short(key)}]"
         _str(w, key, what)
-        _keys(w, src, LAYOUT_KEYS, what)
+        _keys(w, src, LAYOUT_KEYS | ({"rows"} if isinstance(src, dict) and "rows" in src else set()), what)
         _str(w, src["param"], what)
         torch_shape = [_int(w, s, what, 1) for s in _list(w, src["torch_shape"], what, 8)]
+        if "rows" in src:           # one slice of axis 0 (a group of a grouped convolution)
+            rows = [_int(w, r, what, 0, torch_shape[0]) for r in _list(w, src["rows"], what, 2)]
+            if len(rows) != 2 or rows[0] >= rows[1]:
+                w.fail(what, f"rows {rows} are no slice of axis 0 of {torch_shape}")
+            torch_shape = [rows[1] - rows[0]] + torch_shape[1:]
         shape = list(_shape(w, src["shape"], what))
         if not isinstance(src["dtype"], str) or src["dtype"] not in WEIGHT_DTYPES:
             w.fail(what, f"parameter dtype {_short(src['dtype'])} is not a floating-point type")

@@ -23,10 +23,12 @@ def convert(prepared, one_gpu=False, snapshot=None) -> tuple:
     `snapshot` shares weight copies with earlier conversions (weights.bind)."""
     raise_if_unsupported(find_unsupported(prepared), prepared.ties)
     program = FFProgram()
-    program.batch_size = prepared.batch_size
+    program.batch_size = len(next(iter(prepared.example_inputs.values())))      # samples per batch
+    program.host = prepared.host
     plan = ParamPlan(prepared.graph, prepared.params)
     ConversionContext(prepared, program, plan, one_gpu, snapshot).run()
-    check_index_inputs(program, list(prepared.example_inputs.values()), "example input", ConversionError)
+    check_index_inputs(program, list(prepared.ff_inputs(prepared.example_inputs).values()), "example input",
+                       ConversionError)
     return program, plan
 
 
@@ -85,23 +87,22 @@ def _free_prefix(program, ffmodel):
     return prefix
 
 
-def create_input_tensors(program, ffmodel):
-    """FlexFlow input tensors of the shapes and data types the program takes."""
+def create_input_tensors(program, ffmodel, names=None):
+    """FlexFlow input tensors of the shapes and data types the program takes (those
+    named in `names` only, when given)."""
     from .backend import enums_for
     check_ffmodel(ffmodel)
     E = enums_for(ffmodel)
     return [ffmodel.create_tensor(list(program.values[v].shape), getattr(E.DataType, program.values[v].dtype))
-            for v in program.inputs]
+            for v, n in zip(program.inputs, program.input_names) if names is None or n in names]
 
 
-def create_data_loaders(ffmodel, arrays, program=None):
-    """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
-    (`arrays` in input order, or a dict by name; samples on axis 0; integer arrays
-    become int32). The first loader also writes the program's constants at every
-    reset(): FlexFlow's init_layers zero-fills every input tensor. `program` picks one
-    of several converted models added to the same FFModel."""
-    replay = replay_of(ffmodel, program)
-    names = replay.program.input_names
+def input_arrays(program, arrays) -> list:
+    """The arrays of every FlexFlow input of `program`, in order, from the user's `arrays`
+    (in the user's input order, or a dict by name; samples on axis 0). Inputs computed
+    on the host (position ids, pad masks, last-token indices...) are computed here,
+    batch by batch, by the program's host-side part."""
+    names = program.user_input_names
     if isinstance(arrays, dict):
         missing = [n for n in names if n not in arrays]
         if missing:
@@ -111,8 +112,22 @@ def create_data_loaders(ffmodel, arrays, program=None):
     if len(arrays) != len(names):
         raise ConversionError(f"the converted model takes {len(names)} inputs ({', '.join(names)}), "
                               f"got {len(arrays)} arrays")
-    arrays = [as_input_array(a, replay.program.values[v].dtype, n)
-              for a, v, n in zip(arrays, replay.program.inputs, names)]
+    if program.host is not None:
+        arrays = program.host.feed(dict(zip(names, arrays)))
+    return [as_input_array(a, program.values[v].dtype, n)
+            for a, v, n in zip(arrays, program.inputs, program.input_names)]
+
+
+def create_data_loaders(ffmodel, arrays, program=None):
+    """FlexFlow data loaders for the inputs of the converted model added to `ffmodel`
+    (`arrays`: the user's, in input order or a dict by name; samples on axis 0; integer
+    arrays become int32; inputs computed on the host are computed from them, see
+    `input_arrays`). The first loader also writes the program's constants at every
+    reset(): FlexFlow's init_layers zero-fills every input tensor. `program` picks one
+    of several converted models added to the same FFModel."""
+    replay = replay_of(ffmodel, program)
+    arrays = input_arrays(replay.program, arrays)
+    names = replay.program.input_names
     check_samples(arrays, names)
     check_index_inputs(replay.program, arrays, "input", DataLoaderError)
     loaders = [ffmodel.create_data_loader(t, a) for t, a in zip(replay.inputs, arrays)]
@@ -202,14 +217,28 @@ class PyTorchModel:
         return list(self.program.output_names)
 
     def create_input_tensors(self, ffmodel):
-        """FlexFlow input tensors of the converted model's input shapes and data types."""
+        """FlexFlow input tensors of the converted model's input shapes and data types
+        (one per `ff_input_names`)."""
         return create_input_tensors(self.program, ffmodel)
+
+    @property
+    def ff_input_names(self):
+        """The converted program's FlexFlow inputs, in order: the user's inputs FlexFlow reads
+        and the ones computed on the host from them (`host.<node>`: position ids, masks,
+        gather offsets of data-dependent indexing)."""
+        return list(self.program.input_names)
+
+    def input_arrays(self, arrays):
+        """The user's arrays (in `input_names` order, or a dict) -> the arrays of every
+        FlexFlow input (`ff_input_names` order); `create_data_loaders` calls it."""
+        return input_arrays(self.program, arrays)
 
     def torch_to_ff(self, ffmodel, input_tensors=None, verbose=False, name_prefix=None):
         """Add the model's operators to `ffmodel`; returns the output tensors.
 
-        `input_tensors` follow `input_names` (a list, or a dict by name); None creates
-        them (see `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
+        `input_tensors` follow `ff_input_names` (a list, or a dict by name: inputs computed
+        on the host that it lacks are created); None creates them all (see
+        `create_input_tensors`). Weights are loaded by `ffmodel.compile()`;
         constants by the loaders of `create_data_loaders` (or `load_constants`). Layer
         names are the module paths, prefixed with `name_prefix` (default: `model<k>/`
         only when the FFModel already holds layers of those names)."""
@@ -222,10 +251,13 @@ class PyTorchModel:
             raise ConversionError(f"input_tensors is a list (in input_names order) or a dict by name, got "
                                   f"{type(input_tensors).__name__}")
         if isinstance(input_tensors, dict):
-            unknown = set(input_tensors) - set(self.input_names)
+            names = list(program.input_names)
+            unknown = set(input_tensors) - set(names)
             if unknown:
-                raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {self.input_names}")
-            input_tensors = [input_tensors[n] for n in self.input_names if n in input_tensors]
+                raise ConversionError(f"unknown inputs {sorted(unknown)}; the model takes {names}")
+            missing = [n for n in names if n not in input_tensors]
+            made = dict(zip(missing, create_input_tensors(program, ffmodel, missing)))
+            input_tensors = [input_tensors[n] if n in input_tensors else made[n] for n in names]
         replay = Replay(program, ffmodel, input_tensors, prefix=name_prefix)
         if verbose:
             print(program)

@@ -1,8 +1,9 @@
 """Save / load a converted graph WITH its weights, without the PyTorch model.
 
 Format (version 3): one safetensors file. Tensors `weight/<key>` (float32, in the
-FlexFlow layout) and `const/<value id>` (float32/int32); the program itself (ops,
-shapes, names, inputs/outputs, weight layouts) is JSON in the metadata under
+FlexFlow layout), `const/<value id>` (float32/int32) and `host/<key>` (constants of the
+host-side input program); the program itself (ops, shapes, names, inputs/outputs,
+weight layouts, the host-side program as a list of allowed ATen calls) is JSON in the metadata under
 `flexflow_torch.program`, and `flexflow_torch.sha256` is a checksum over that JSON and
 every tensor (name, dtype, shape, bytes). safetensors and JSON only: loading a file
 never executes anything from it.
@@ -43,6 +44,8 @@ def save_program(program: FFProgram, path) -> str:
         raise GraphFileError(f"a graph file path is a str or os.PathLike, got {type(path).__name__}")
     tensors = {f"weight/{k}": np.ascontiguousarray(v) for k, v in program.weights.items()}
     tensors.update({f"const/{k}": np.ascontiguousarray(v) for k, v in program.constants.items()})
+    if program.host is not None:           # the host-side input program's constants
+        tensors.update({f"host/{k}": v.contiguous().numpy() for k, v in program.host.constants.items()})
     text = json.dumps(program.to_json())
     path = os.fspath(path)
     try:

@@ -74,8 +74,9 @@ def embedded_model(batch_size, degree=1):
 
 
 def run_converted(program, inputs, *, degree=1):
-    """Build an embedded-runtime FFModel from `program`, feed `inputs` (dict or list
-    of tensors/arrays, in input order) and run one forward (inference mode).
+    """Build an embedded-runtime FFModel from `program`, feed `inputs` (the user's: dict
+    or list of tensors/arrays, in input order; inputs computed on the host are computed
+    from them) and run one forward (inference mode).
 
     Returns (ffmodel, input_tensors, output_tensors, tensor_map)."""
     from . import runtime as ff
@@ -102,6 +103,7 @@ def torch_node_values(prepared, inputs):
     state = prepared.ep.state_dict
     sig = {s.arg.name: s for s in prepared.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
     by_node_name = {n.name: name for n, name in prepared.user_inputs.items()}
+    inputs = prepared.ff_inputs(inputs)       # the user's inputs -> every FlexFlow input
     with torch.no_grad():
         for node in prepared.graph.nodes:
             if node.op == "placeholder":

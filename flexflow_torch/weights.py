@@ -6,7 +6,8 @@ A layout is the one record of how a PyTorch parameter becomes a FlexFlow weight
 (`program.weight_sources[key]`): the parameter's name, PyTorch shape and dtype,
 whether it is transposed (2-D: a GPT-2 Conv1D kernel, a tied LM head's table), and the
 FlexFlow shape it is then viewed as (a conv1d kernel as (out, in, 1, k), a table as
-rows x cols). Copy-back applies its inverse.
+rows x cols), and optionally the rows of axis 0 it holds (one group of a grouped
+convolution is a layer of its own). Copy-back applies its inverse.
 
 The program holds a copy of every weight, taken when the parameter is bound (one copy,
 in the FlexFlow layout, float32): what `compile()` loads and `torch_to_file` saves is
@@ -25,18 +26,29 @@ from .errors import ConversionError, GraphFileError
 
 
 def layout_of(param, layout=None) -> dict:
-    """The layout record of a context.Param bound with `layout` ({"transpose", "shape"})."""
+    """The layout record of a context.Param bound with `layout` ({"transpose", "shape", "rows"})."""
     layout = layout or {}
     torch_shape = [int(s) for s in param.tensor.shape]
     transpose = bool(layout.get("transpose"))
     if transpose and len(torch_shape) != 2:
         raise ConversionError(f"internal: only 2-D parameters can be transposed, {param.fqn} is {torch_shape}")
-    natural = list(reversed(torch_shape)) if transpose else torch_shape
+    rows = [int(r) for r in layout["rows"]] if layout.get("rows") is not None else None
+    held = [rows[1] - rows[0]] + torch_shape[1:] if rows else torch_shape
+    natural = list(reversed(held)) if transpose else held
     shape = [int(s) for s in layout["shape"]] if layout.get("shape") is not None else natural
     if math.prod(shape) != math.prod(natural):
         raise ConversionError(f"internal: {param.fqn} {torch_shape} cannot be laid out as {shape}")
-    return {"param": param.fqn, "torch_shape": torch_shape, "dtype": str(param.tensor.dtype).rpartition(".")[2],
-            "transpose": transpose, "shape": shape}
+    record = {"param": param.fqn, "torch_shape": torch_shape, "dtype": str(param.tensor.dtype).rpartition(".")[2],
+              "transpose": transpose, "shape": shape}
+    if rows:
+        record["rows"] = rows
+    return record
+
+
+def held(tensor, layout: dict):
+    """The part of a parameter a weight holds: all of it, or its rows `layout["rows"]`."""
+    rows = layout.get("rows")
+    return tensor if rows is None else tensor[rows[0]:rows[1]]
 
 
 def to_flexflow(tensor: torch.Tensor, layout: dict) -> np.ndarray:
@@ -47,6 +59,7 @@ def to_flexflow(tensor: torch.Tensor, layout: dict) -> np.ndarray:
     if tuple(t.shape) != tuple(layout["torch_shape"]):
         raise ConversionError(f"{layout['param']} has shape {tuple(t.shape)}, the program was converted for "
                               f"{tuple(layout['torch_shape'])}")
+    t = held(t, layout)
     if layout["transpose"]:
         torch.from_numpy(out).copy_(t.t())
     else:
@@ -62,9 +75,11 @@ def to_torch(array, layout: dict) -> torch.Tensor:
         raise ConversionError(f"weight {layout['param']}: FlexFlow holds shape {tuple(array.shape)}, the "
                               f"program says {tuple(layout['shape'])}")
     value = torch.from_numpy(np.ascontiguousarray(array))
+    rows = layout.get("rows")
+    torch_shape = [rows[1] - rows[0]] + list(layout["torch_shape"][1:]) if rows else layout["torch_shape"]
     if layout["transpose"]:
-        return value.reshape(tuple(reversed(layout["torch_shape"]))).t()
-    return value.reshape(layout["torch_shape"])
+        return value.reshape(tuple(reversed(torch_shape))).t()
+    return value.reshape(torch_shape)
 
 
 def bind(program, param, layout=None, snapshot=None) -> str:
@@ -73,8 +88,8 @@ def bind(program, param, layout=None, snapshot=None) -> str:
     `snapshot` ({key: (layout record, array)}) holds the copies taken by the earlier
     conversions of the same model (eval and training mode, layouts for one or more GPUs):
     a program converted later binds the same copy, not the model's value by then."""
-    key = param.fqn
     record = layout_of(param, layout)
+    key = param.fqn if "rows" not in record else f"{param.fqn}[{record['rows'][0]}:{record['rows'][1]}]"
     if key in program.weight_sources:
         if program.weight_sources[key] != record:
             raise ConversionError(f"internal: {key} bound twice with different layouts")
@@ -156,7 +171,7 @@ def copy_weights_to_torch(ffmodel, program, module: torch.nn.Module, prefix=""):
     targets = {key: _target(params, key, src) for key, src in program.weight_sources.items()}
     for key, src in program.weight_sources.items():
         array = layer_parameter(ffmodel, program, key, prefix).get_weights(ffmodel)
-        targets[key].copy_(to_torch(array, src).to(targets[key].dtype))
+        held(targets[key], src).copy_(to_torch(array, src).to(targets[key].dtype))
         program.weights[key] = np.ascontiguousarray(array, dtype=np.float32)
 
 

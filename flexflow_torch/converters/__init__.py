@@ -5,4 +5,4 @@ from .. import registry
 
 with registry.builtin_registrations():
     from . import (elementwise, activation, linear, embedding, norm, shape, reduction,  # noqa: F401
-                   attention, conv_pool, logical)
+                   attention, conv_pool, logical, group_norm, routing)

@@ -65,6 +65,11 @@ def matmul(ctx, a, b):
         w = ctx.reshape(to_float(ctx, y), (B,) + tuple(sy))
         out = ctx.emit("batch_matmul", {"A": ctx.reshape(to_float(ctx, x), (B, 1, K)), "B": w})
         return ctx.reshape(out, out_shape)
+    if len(sx) == len(sy) == 2 and x.id not in ctx.lifted and y.id not in ctx.lifted:
+        # rows of one activation against columns of another (CLIP's text x image logits): a
+        # product across samples, as one (1, M, K) @ (1, K, N) batch (one GPU only)
+        x3, y3 = ctx.reshape(to_float(ctx, x), (1,) + tuple(sx)), ctx.reshape(to_float(ctx, y), (1,) + tuple(sy))
+        return ctx.reshape(ctx.emit("batch_matmul", {"A": x3, "B": y3}), out_shape)
     rank = max(len(sx), len(sy))
     x, y = (ctx.as_torch_rank(to_float(ctx, v), rank) for v in (x, y))
     x, y = (v if v.rank == rank else ctx.reshape(v, (1,) * (rank - v.rank) + v.shape) for v in (x, y))

@@ -121,18 +121,13 @@ def aten_expand(ctx, self, size, implicit=False):
     return expand(ctx, self, _out(ctx))
 
 
-def _cat_support(node, tensors, **_):
-    parts = [t for t in tensors if 0 not in shape_of(t)]
-    if len(parts) > 1 and all(arg_kind(t) != INPUT for t in parts):
-        return "cat of tensors that depend on no input"
-    return None
-
-
-@register(aten.cat.default, supports=supported_if(_cat_support))
+@register(aten.cat.default)
 def aten_cat(ctx, tensors, dim=0):
     """cat(Tensor[] tensors, int dim=0) -> Tensor"""
     parts = [t for t in tensors if not (hasattr(t, "shape") and 0 in tuple(t.shape))]
     real = next((t for t in parts if hasattr(t, "id") and t.id not in ctx.lifted), None)
+    if real is None and len(parts) > 1:
+        return _cat_lifted(ctx, parts, dim)
     vals = [ctx.tensor(t, like=real) for t in parts]
     if real is not None:        # per-sample copies of batch-less pieces join the batch
         vals = [expand(ctx, v, (ctx.batch_size,) + ctx.torch_shape(v)[1:]) if v.id in ctx.lifted else v
@@ -142,6 +137,18 @@ def aten_cat(ctx, tensors, dim=0):
     if len(vals) == 1:
         return vals[0]
     return ctx.emit("concat", {"tensors": vals}, {"axis": dim % vals[0].rank})
+
+
+def _cat_lifted(ctx, parts, dim):
+    """cat of values that depend on no input (parameters, e.g. MobileBERT's LM head
+    `cat([decoder.weight.t(), dense.weight])`): per sample, along the axis after the batch."""
+    B, out = ctx.batch_size, _out(ctx)
+    vals = [ctx.tensor(t) for t in parts]
+    vals = [ctx.reshape(v, (B,) + ctx.torch_shape(v)) for v in vals]
+    if len({v.dtype for v in vals}) > 1:
+        vals = [to_float(ctx, v) for v in vals]
+    joined = ctx.emit("concat", {"tensors": vals}, {"axis": dim % len(out) + 1})
+    return ctx.lift(ctx.reshape(joined, lifted_shape(B, out)), out)
 
 
 def split_sizes(ctx, x, sizes, dim):
@@ -303,6 +310,11 @@ def aten_constant_pad_nd(ctx, self, pad, value=0):
     `value`."""
     x = to_float(ctx, ctx.tensor(self))
     B, per = x.shape[0], math.prod(x.shape[1:])
+    pad = list(pad)
+    if len(pad) > 2 * (x.rank - 1):          # pairs for the batch axis: nothing to pad there
+        if any(pad[2 * (x.rank - 1):]):
+            unsupported("padding along the batch axis")
+        pad = pad[:2 * (x.rank - 1)]
     fill = ctx.constant(torch.full((B, 1), float(value)), float_=True)
     padded = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, per)), fill]}, {"axis": 1})
     src = torch.nn.functional.pad(torch.arange(per).reshape(x.shape[1:]).double(), list(pad), value=per).long()

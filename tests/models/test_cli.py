@@ -33,7 +33,7 @@ def test_cli_analyze_convert_verify_hf_folder(gpt2_folder, tmp_path, capsys):
     out = tmp_path / "gpt2.ff"
     assert main(["convert", gpt2_folder, *common, "-o", str(out), "--task", "causal-lm"]) == 0
     program = load_program(out)
-    assert program.output_names == ["logits"] and program.input_names == ["input_ids", "attention_mask"]
+    assert program.output_names == ["logits"] and program.user_input_names == ["input_ids", "attention_mask"]
     assert main(["convert", gpt2_folder, *common, "-o", str(out)]) == 0   # ours: replaced
     assert main(["verify", gpt2_folder, *common]) == 0
     assert "ok" in capsys.readouterr().out

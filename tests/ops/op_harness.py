@@ -124,9 +124,8 @@ def compare_training_step(ptm, module, inputs, grad=True):
                     metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR],
                     comp_mode=CompMode.TRAINING if train else CompMode.INFERENCE)
     ffmodel.init_layers()
-    for t, x in zip(raw, inputs):
-        t.set_tensor(ffmodel, np.ascontiguousarray(x.numpy().astype(np.float32 if x.is_floating_point()
-                                                                    else np.int32)))
+    for t, a in zip(raw, ptm.input_arrays(list(inputs))):    # inputs computed on the host included
+        t.set_tensor(ffmodel, a)
     ptm.load_constants(ffmodel)
     if train:
         ffmodel.label_tensor.set_tensor(ffmodel, label.numpy())
@@ -137,7 +136,9 @@ def compare_training_step(ptm, module, inputs, grad=True):
         return
     ffmodel.zero_gradients()
     ffmodel.backward()
-    for i, (t, g) in enumerate(zip(fed, want_in)):
+    by_name = dict(zip(ptm.input_names, want_in))
+    for i, (name, t) in enumerate(zip(program.input_names, fed)):
+        g = by_name.get(name)
         if g is not None:
             got = torch.from_numpy(np.asarray(t.get_gradients(ffmodel, ParameterSyncType.PS))).reshape(g.shape)
             torch.testing.assert_close(got, g, msg=lambda m: f"gradient of input {i}: {m}")
