@@ -22,11 +22,13 @@ setup(
         "pandas",
         "matplotlib",
         "sacrebleu",
-        "babel",
+        "babel==2.18.0",     # data/eng-sin was built from its CLDR 47 (data/README.md)
         "scikit-learn",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-xdist", "nbformat", "nbclient", "ipykernel"],
+        # cffi: the contract tests' stand-in libflexflow (tests/contract); setuptools:
+        # FlexFlow's flexflowlib.py imports distutils, gone from the standard library in 3.12.
+        "dev": ["pytest", "pytest-xdist", "nbformat", "nbclient", "ipykernel", "cffi", "setuptools"],
     },
     entry_points={"console_scripts": ["flexflow-torch=flexflow_torch.cli:main"]},
 )

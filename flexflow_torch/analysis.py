@@ -114,13 +114,53 @@ class UnsupportedCollector:
         return list(self.items.values())
 
 
+def annotate_kinds(prepared):
+    """Mark every node with how its value reaches FlexFlow (converters._common.KIND),
+    for the converters' `supports` checks."""
+    from .converters._common import CONST, FIXED, INPUT, KIND, PARAM
+    for node in prepared.graph.nodes:
+        if node in prepared.folded:
+            kind = CONST
+        elif node in prepared.params:
+            kind = PARAM
+        elif node in prepared.user_inputs or any(d.meta.get(KIND) == INPUT for d in node.all_input_nodes):
+            kind = INPUT
+        else:
+            kind = FIXED
+        node.meta[KIND] = kind
+
+
+def _shape_problem(node):
+    """FlexFlow's shapes are fixed and non-empty: a node whose result depends on the
+    input values or has a zero-size axis (reported where it first appears)."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+    vals = node.meta.get("val")
+    if vals is not None and free_unbacked_symbols(vals):
+        inherited = any(free_unbacked_symbols(d.meta.get("val")) for d in node.all_input_nodes
+                        if d.meta.get("val") is not None)
+        return None if inherited else ("its output shape depends on the input values (FlexFlow's shapes are "
+                                        "fixed when the model is built)")
+    if isinstance(vals, (list, tuple)):     # only the results something uses
+        used = {u.args[1] for u in node.users if u.target is operator.getitem}
+        vals = [v for i, v in enumerate(vals) if i in used]
+    shapes = [tuple(v.shape) for v in (vals if isinstance(vals, list) else [vals]) if isinstance(v, torch.Tensor)]
+    bad = next((s for s in shapes if 0 in s), None)
+    if bad is None or any(0 in tuple(getattr(d.meta.get("val"), "shape", (1,))) for d in node.all_input_nodes):
+        return None
+    return f"produces an empty tensor {list(bad)}: FlexFlow tensors cannot have a zero-size axis"
+
+
 def find_unsupported(prepared) -> List[UnsupportedOp]:
+    """Every node that cannot be converted, with the reason, before anything is emitted:
+    no converter, what the converter's `supports` check says, or an empty result."""
+    annotate_kinds(prepared)
     collector = UnsupportedCollector()
     for node in prepared.graph.nodes:
         if node.op != "call_function" or node in prepared.folded or node.target is operator.getitem:
             continue
-        if not registry.has_converter(node.target):
-            collector.add(node)
+        reason = _shape_problem(node) or registry.support_problem(node)
+        if reason is not None:
+            collector.add(node, reason=reason)
     return collector.report()
 
 

@@ -12,10 +12,11 @@ from collections import OrderedDict
 import torch
 import torch.utils._pytree as pytree
 
-from .errors import ConversionError, ShapeError
+from .errors import CaptureError, ConversionError, ShapeError
 from . import registry
 
 _MASK_NAMES = ("attention_mask", "decoder_attention_mask")
+MAX_VOLUME = 2 ** 31 - 1          # elements per tensor (FlexFlow's int32 volumes)
 
 
 def _config(model):
@@ -36,13 +37,14 @@ def _vocab_size(model):
 
 
 def _lengths(seq_length):
+    """(encoder, decoder) lengths from an int or a pair, each a positive int."""
     if seq_length is None:
         return None, None
-    if isinstance(seq_length, (tuple, list)):
-        if len(seq_length) != 2:
-            raise ShapeError("seq_length is an int or an (encoder, decoder) pair")
-        return int(seq_length[0]), int(seq_length[1])
-    return int(seq_length), int(seq_length)
+    pair = tuple(seq_length) if isinstance(seq_length, (tuple, list)) else (seq_length, seq_length)
+    if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair):
+        raise ShapeError(f"seq_length must be a positive int or an (encoder, decoder) pair of them, "
+                         f"got {seq_length!r}")
+    return pair
 
 
 def padding_mask(batch_size, length, generator=None):
@@ -54,11 +56,40 @@ def padding_mask(batch_size, length, generator=None):
     return mask
 
 
+def check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConversionError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def check_against_examples(inputs: OrderedDict, batch_size=None, seq_length=None):
+    """`batch_size` / `seq_length` given together with example inputs must describe them."""
+    first = next(iter(inputs.values()), None)
+    if first is None or first.dim() == 0:
+        raise ConversionError("example_inputs must hold tensors with the batch on axis 0")
+    if batch_size is not None and check_batch_size(batch_size) != first.shape[0]:
+        raise ConversionError(f"batch_size={batch_size} contradicts example_inputs, whose batch is "
+                              f"{first.shape[0]}: give one or the other")
+    if seq_length is not None:
+        enc, dec = _lengths(seq_length)
+        for name, t in inputs.items():
+            if t.dim() >= 2 and not t.is_floating_point():
+                want = dec if name.startswith("decoder_") else enc
+                if t.shape[1] != want:
+                    raise ConversionError(f"seq_length={seq_length} contradicts example input {name!r} of "
+                                          f"shape {tuple(t.shape)}: give one or the other")
+
+
 def make_example_inputs(model, input_names, batch_size=1, seq_length=None, seed=0):
     """An ordered dict name -> example tensor for `input_names`."""
+    check_batch_size(batch_size)
     if not input_names:
         raise ConversionError("give input_names (with batch_size/seq_length) or example_inputs")
     enc_len, dec_len = _lengths(seq_length)
+    longest = max(n for n in (enc_len, dec_len, 1) if n is not None)
+    if batch_size * longest > MAX_VOLUME:
+        raise ShapeError(f"batch_size {batch_size} x seq_length {longest} exceeds FlexFlow's {MAX_VOLUME} elements "
+                         "per tensor")
     g = torch.Generator().manual_seed(seed)
     cfg = _config(model)
     inputs = OrderedDict()
@@ -130,6 +161,51 @@ def _hf_export_settings(model, is_hf_model):
             setattr(cfg, attr, value)
 
 
+def dense_experts_forward(self, hidden_states, top_k_index, top_k_weights):
+    """Mixture-of-experts experts, dense: every expert on every token, weighted by the
+    router's weight where it chose the expert and by 0 elsewhere. Exactly the sparse
+    result (a zero weight times a finite output adds 0), with static shapes: the
+    sparse forms (a loop over the experts hit, `index_add_`, grouped matmuls with
+    offsets) have data-dependent shapes that neither torch.export nor FlexFlow can run.
+    Registered in Transformers' ExpertsInterface as "flexflow_dense" during capture."""
+    n = self.num_experts
+    weights = (torch.nn.functional.one_hot(top_k_index, n) * top_k_weights.unsqueeze(-1)).sum(dim=1)
+    out = None
+    for e in range(n):
+        up = self.gate_up_proj if self.has_gate else self.up_proj
+        y = _expert_linear(self, hidden_states, up[e], getattr(self, f"{'gate_up' if self.has_gate else 'up'}"
+                                                                   "_proj_bias")[e] if self.has_bias else None)
+        y = self._apply_gate(y) if self.has_gate else self.act_fn(y)
+        y = _expert_linear(self, y, self.down_proj[e], self.down_proj_bias[e] if self.has_bias else None)
+        if self.has_post_expert_norm:
+            y = self.post_expert_norm(y)
+        y = y * weights[:, e:e + 1]
+        out = y if out is None else out + y
+    return out.to(hidden_states.dtype)
+
+
+def _expert_linear(self, x, w, b):
+    return x @ w + (0 if b is None else b) if self.is_transposed else torch.nn.functional.linear(x, w, b)
+
+
+@contextlib.contextmanager
+def _dense_experts(model):
+    """Mixture-of-experts models (Transformers' `use_experts_implementation`) captured
+    with `dense_experts_forward`; their implementation is restored afterwards."""
+    if not hasattr(model, "set_experts_implementation") or not any(
+            hasattr(m, "_apply_gate") and hasattr(m, "num_experts") for m in model.modules()):
+        yield
+        return
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+    ALL_EXPERTS_FUNCTIONS["flexflow_dense"] = dense_experts_forward
+    saved = model.get_experts_implementation()
+    model.set_experts_implementation("flexflow_dense")
+    try:
+        yield
+    finally:
+        model.set_experts_implementation(saved)
+
+
 def _hf_flags(model, is_hf_model):
     """`use_cache=False, return_dict=True` for HF forwards that take them."""
     if not is_hf_model:
@@ -191,21 +267,117 @@ def eager_outputs(model, inputs: OrderedDict, positional: bool, is_hf_model: boo
         return model(*args, **kwargs)
 
 
+#: (pattern in torch's message, what it means, what to do)
+_CAUSES = [
+    (("SymIntArrayRef expected to contain only concrete integers", "data-dependent", "GuardOnDataDependent",
+      "Could not extract specialized integer", "Dynamic control flow", "dynamic control flow"),
+     "a shape or a branch decided by input values (boolean-mask indexing, nonzero, unique, `if tensor:`)",
+     "FlexFlow runs a static graph: let shapes and branches depend on the configuration only, select with an "
+     "index instead of a mask (x[arange(B), idx]), or pass the selected values as an input"),
+]
+
+
+def _model_frame(exc):
+    """The innermost traceback frame in the model's own code (not torch, not this package)."""
+    import os
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)), "<frozen", "contextlib")
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not any(part in name for part in skip):
+            found = tb
+        tb = tb.tb_next
+    return found
+
+
+def capture_error(model, exc, what="torch.export could not capture the model") -> CaptureError:
+    """`exc` (raised while capturing) as a CaptureError saying what failed, in which module and
+    source line, and what to do."""
+    import linecache
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    reason, advice = f"{type(exc).__name__}: {text[:300]}", ("rewrite that line so torch.export (non-strict) "
+                                                             "can trace it, or convert the part before it")
+    for patterns, meaning, todo in _CAUSES:
+        if any(p in text for p in patterns):
+            reason, advice = f"{meaning} ({text[:120]})", todo
+            break
+    frame = _model_frame(exc)
+    where = ""
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        line = linecache.getline(code.co_filename, frame.tb_lineno).strip()
+        owner = frame.tb_frame.f_locals.get("self")
+        path = next((n or "<the model>" for n, m in model.named_modules() if m is owner), None) \
+            if isinstance(owner, torch.nn.Module) else None
+        module = f" in module {path} ({type(owner).__name__})" if path is not None else ""
+        location = 'File "%s", line %d, in %s: %s' % (code.co_filename, frame.tb_lineno, code.co_name, line)
+        where = f" at {_short(location)}{module}"
+    return CaptureError(f"{what}: {reason}{where}. What to do: {advice}")
+
+
+def _check_static_shapes(ep):
+    """torch.export represents shapes computed from input values (boolean-mask indexing,
+    nonzero, unique) by symbols; FlexFlow's shapes are fixed when the model is built. Every
+    node where such a shape first appears is reported (module, source line, what to do)
+    before any pass runs on the graph."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+    from .analysis import AnalysisReport, UnsupportedCollector
+    from .errors import UnsupportedOperatorsError
+    collector = UnsupportedCollector()
+    for node in ep.graph.nodes:
+        vals = node.meta.get("val")
+        if node.op != "call_function" or vals is None or not free_unbacked_symbols(vals):
+            continue
+        if not any(d.meta.get("val") is not None and free_unbacked_symbols(d.meta.get("val"))
+                   for d in node.all_input_nodes):
+            collector.add(node, reason="its output shape depends on the input values (FlexFlow's shapes are fixed "
+                                       "when the model is built): " + _CAUSES[0][2])
+    if collector.items:
+        raise UnsupportedOperatorsError(AnalysisReport(unsupported=collector.report()))
+
+
+def _short(location: str) -> str:
+    """`File ".../site-packages/pkg/mod.py", line 12, in f: code` -> `pkg/mod.py:12: code`."""
+    import re
+    m = re.match(r'File "(?:.*/site-packages/)?([^"]*)", line (\d+), in [^:]*(?:: (.*))?$', location or "")
+    return f"{m.group(1)}:{m.group(2)}: {m.group(3) or ''}".rstrip(": ") if m else (location or "")
+
+
+#: ops kept whole although nothing converts them: their decomposition would convert into
+#: something else (an LSTM unrolled into linears over a hidden state without the batch on
+#: axis 0), so the report names them instead
+KEEP_WHOLE = {torch.ops.aten.lstm.input, torch.ops.aten.lstm.data, torch.ops.aten.gru.input,
+              torch.ops.aten.gru.data, torch.ops.aten.rnn_tanh.input, torch.ops.aten.rnn_relu.input}
+
+
+def check_no_mutation(ep):
+    """Refuse a forward that updates a buffer or an input in place (the signature of a
+    functionalized program, i.e. after `decompose_all`, lists them)."""
+    sig = ep.graph_signature
+    mutated = sorted(set(sig.buffers_to_mutate.values()) | set(sig.user_inputs_to_mutate.values()))
+    if mutated:
+        raise ConversionError(f"the forward updates {', '.join(mutated)} in place; a FlexFlow model keeps no "
+                              "state between batches, so the converted model could not reproduce it (update "
+                              "such state outside forward)")
+
+
 def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False):
     """(ExportedProgram as torch.export captured it, output names).
 
     In training mode dropout is captured (as `aten.dropout` with train=True). Ops that
-    have no converter are decomposed later (`decompose_missing`, or `decompose_all`)."""
+    have no converter are decomposed later (`decompose_missing`, or `decompose_all`,
+    which also functionalizes in-place updates for `check_no_mutation`)."""
     args, kwargs = call_args(model, inputs, positional, is_hf_model)
     with capture_mode(model, training):
-        with _hf_export_settings(model, is_hf_model), torch.no_grad():
+        with _hf_export_settings(model, is_hf_model), _dense_experts(model), torch.no_grad():
             try:
                 with warnings.catch_warnings():
                     # torch's own pytree deprecation notice, raised inside torch.export
                     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
                     ep = torch.export.export(model, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
-                raise ConversionError(f"torch.export could not capture the model: {exc}") from exc
+                raise capture_error(model, exc) from exc
+    _check_static_shapes(ep)
     spec = ep.call_spec.out_spec
     return ep, output_names(pytree.tree_unflatten(list(range(spec.num_leaves)), spec))
 
@@ -220,9 +392,15 @@ def missing_converter(node) -> bool:
             and not registry.has_converter(node.target))
 
 
+def in_place(node) -> bool:
+    return (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and node.target._schema.is_mutable)
+
+
 def _decomposition_table():
-    """torch.export's decompositions, except for the ops we convert whole."""
-    converted = frozenset(t for t in registry.registered_targets() if isinstance(t, torch._ops.OpOverload))
+    """torch.export's decompositions, except for the ops we convert whole (and KEEP_WHOLE)."""
+    converted = frozenset(t for t in registry.registered_targets() if isinstance(t, torch._ops.OpOverload)) | \
+        frozenset(KEEP_WHOLE)
     if _TABLE.get("converted") != converted:
         table = torch.export.default_decompositions()
         for target in converted:

@@ -17,7 +17,7 @@ import operator
 import numpy as np
 import torch
 
-from .errors import ConversionError, DTypeError
+from .errors import ConversionError, DTypeError, FlexFlowTorchError
 from .graph import FFProgram, Value
 from . import registry
 
@@ -99,10 +99,11 @@ def lifted_shape(batch, torch_shape):
 
 
 class ConversionContext:
-    def __init__(self, prepared, program: FFProgram, param_plan, one_gpu=False):
+    def __init__(self, prepared, program: FFProgram, param_plan, one_gpu=False, snapshot=None):
         self.prepared = prepared
         self.program = program
         self.plan = param_plan
+        self.snapshot = {} if snapshot is None else snapshot     # weights.bind: copies shared by programs
         self.batch_size = prepared.batch_size
         #: copies of a shared table used as a matrix: one per step on one GPU, else one per sample
         self.table_copies = 1 if one_gpu else prepared.batch_size
@@ -122,7 +123,6 @@ class ConversionContext:
         """Convert every node; problems of all nodes are collected and raised
         together as one UnsupportedOperatorsError."""
         from .analysis import UnsupportedCollector, raise_if_unsupported
-        from .errors import FlexFlowTorchError
         p = self.prepared
         problems, poisoned = UnsupportedCollector(), set()
         for node, name in p.user_inputs.items():
@@ -141,11 +141,10 @@ class ConversionContext:
                     continue
                 try:
                     self.ensure(node)
-                except (FlexFlowTorchError, NotImplementedError) as exc:
-                    if not isinstance(exc, (ConversionError, NotImplementedError, ValueError, TypeError)):
-                        raise
-                    problems.add(node, reason=str(exc))
-                    poisoned.add(node)
+                except Exception as exc:  # noqa: BLE001 - every failure goes into the one report
+                    culprit = getattr(exc, "flexflow_torch_node", node)
+                    problems.add(culprit, reason=failure_reason(exc))
+                    poisoned.update({node, culprit})
                     continue
             elif node.op == "output":
                 raise_if_unsupported(problems.report())
@@ -183,6 +182,10 @@ class ConversionContext:
             self.node = node
             value = self._call(node)
             self._check_output(node, value)
+        except Exception as exc:
+            if not hasattr(exc, "flexflow_torch_node"):
+                exc.flexflow_torch_node = node       # the innermost node that failed
+            raise
         finally:
             self.node = saved
             self._in_progress.discard(node)
@@ -192,22 +195,29 @@ class ConversionContext:
         return value
 
     def _check_output(self, node, value):
-        """A converter's result must be what PyTorch computes: the shape of
-        node.meta["val"] (for a value depending on no input, per sample); float where
-        PyTorch has float (integer masks may become float)."""
+        """A converter's result must be what PyTorch computes, as FlexFlow holds it: the
+        shape of node.meta["val"] (for a value depending on no input, per sample); float
+        where PyTorch has float, DT_INT32 or float (integer masks and integer arithmetic
+        become float) where PyTorch has integers or bools."""
         vals = node.meta.get("val")
-        if isinstance(value, Merged):
-            if value.shape != tuple(vals.shape):
-                raise ConversionError(f"the converter produced a {value.shape} view where PyTorch "
-                                      f"computes {tuple(vals.shape)}")
-            return
-        if isinstance(value, Value) and isinstance(vals, torch.Tensor):
-            pairs = [(value, vals)]
-        elif isinstance(value, (list, tuple)) and isinstance(vals, (list, tuple)):
-            pairs = [(v, m) for v, m in zip(value, vals) if isinstance(v, Value) and isinstance(m, torch.Tensor)]
-        else:
-            return
+        if isinstance(vals, (list, tuple)) != isinstance(value, (list, tuple)) or \
+                (isinstance(vals, (list, tuple)) and len(vals) != len(value)):
+            raise ConversionError(f"the converter returned {_describe(value)} where PyTorch computes "
+                                  f"{_describe(vals)}")
+        pairs = list(zip(value, vals)) if isinstance(vals, (list, tuple)) else [(value, vals)]
         for v, meta in pairs:
+            if not isinstance(meta, torch.Tensor) or v is None:
+                continue
+            if isinstance(v, (Merged, Const, Param)) or getattr(v, "stands_for_tensor", False):
+                if tuple(v.shape) != tuple(meta.shape):
+                    raise ConversionError(f"the converter produced a {tuple(v.shape)} value where PyTorch "
+                                          f"computes {tuple(meta.shape)}")
+                continue
+            if not isinstance(v, Value):
+                raise ConversionError(f"the converter returned {v!r} where PyTorch computes a tensor")
+            if v.dtype not in ("DT_FLOAT", "DT_INT32"):
+                raise ConversionError(f"the converter produced {v.dtype}; FlexFlow programs hold DT_FLOAT "
+                                      "and DT_INT32 only")
             want = tuple(meta.shape) or (1,)
             if v.id in self.lifted:
                 got = self.lifted[v.id]
@@ -459,7 +469,9 @@ class ConversionContext:
             return self.gather_moves(x, fn)
         shape = self.lifted[x.id]
         out_shape = tuple(fn(torch.empty(shape, device="meta")).shape) or (1,)
-        out = self.gather_moves(self.reshape(x, (self.batch_size,) + tuple(shape)), torch.vmap(fn))
+        inner, out_inner = _within_rank(shape), _within_rank(out_shape)     # with the batch: <= 4 axes
+        out = self.gather_moves(self.reshape(x, (self.batch_size,) + inner),
+                                torch.vmap(lambda t: fn(t.reshape(shape)).reshape(out_inner)))
         if self.lifted.get(out.id, out_shape) != out_shape:
             out = self.emit("reshape", {"input": out}, {"shape": list(out.shape)})
         return self.lift(out, out_shape)
@@ -480,9 +492,30 @@ class ConversionContext:
 
     def weight(self, key_param: Param, layout=None):
         """Register `key_param` as a program weight; returns its key. `layout`
-        (see weights.Layout) maps the PyTorch parameter to the FlexFlow weight."""
+        (see weights.layout_of) maps the PyTorch parameter to the FlexFlow weight."""
         from .weights import bind
-        return bind(self.program, key_param, layout)
+        return bind(self.program, key_param, layout, self.snapshot)
+
+
+def failure_reason(exc) -> str:
+    """The report's reason for an exception raised while converting a node."""
+    if isinstance(exc, (FlexFlowTorchError, NotImplementedError)):
+        return str(exc)
+    return f"the converter failed ({type(exc).__name__}: {exc}); please report this"
+
+
+def _describe(v):
+    if isinstance(v, (list, tuple)):
+        return f"{len(v)} values"
+    return "one value" if v is not None else "nothing"
+
+
+def _within_rank(shape):
+    """`shape` without leading 1s beyond 3 axes (a per-sample shape under the batch axis)."""
+    shape = tuple(shape)
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def _wrap_folded(v):

@@ -66,3 +66,22 @@ class ConfigError(FlexFlowTorchError, ValueError):
 
 class ArgumentError(FlexFlowTorchError, ValueError):
     """An operator argument outside its valid range (a zero divisor, a dropout rate >= 1)."""
+
+
+class CaptureError(ConversionError):
+    """torch.export or a graph pass could not capture the model: says what failed, in
+    which module and source line, and what to do."""
+
+
+class NonFiniteError(FlexFlowTorchError, FloatingPointError):
+    """NaN or infinity in a training batch or in the model's output: training on it would
+    turn every weight into NaN (FLEXFLOW_TORCH_CHECK_FINITE=0 turns the check off)."""
+
+
+class RegistryError(FlexFlowTorchError, TypeError, ValueError):
+    """A converter registration that cannot be made (not an operator overload, or an
+    overload another converter already holds)."""
+
+
+class CheckpointError(FlexFlowTorchError, ValueError):
+    """A checkpoint that does not fit the model, the data or the run resuming from it."""

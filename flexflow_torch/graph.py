@@ -11,6 +11,7 @@ Shapes are NumPy order (FlexFlow's Python convention); dtypes are FlexFlow
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -19,9 +20,11 @@ import numpy as np
 from . import semantics
 from .errors import ShapeError, DTypeError, ConversionError
 
-FORMAT_VERSION = 2
-#: real FlexFlow builds `<name>_<guid>` and asserts it is < 128 characters
+FORMAT_VERSION = 3
+#: real FlexFlow builds `<name>_<guid>` and asserts it is < 128 characters: room for a
+#: replay prefix (MAX_PREFIX) and the guid
 MAX_NAME = 100
+MAX_PREFIX = 16
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,14 @@ class FFProgram:
         self.batch_size: Optional[int] = None
         #: why the program runs on one GPU only (FlexFlow's data-parallel rules)
         self.single_gpu: List[str] = []
+        self._names = set()
+        #: passes.host_inputs.HostProgram computing the inputs from the user's arrays, or None
+        self.host = None
+
+    @property
+    def user_input_names(self) -> List[str]:
+        """The arrays a user feeds (the host program computes the program's inputs from them)."""
+        return self.host.input_names if self.host is not None else list(self.input_names)
 
     # ---------------------------------------------------------------- building
     def _new_value(self, shape, dtype, part=0) -> Value:
@@ -130,27 +141,43 @@ class FFProgram:
         outs = [self._new_value(m.shape, m.dtype, m.part) for m in metas]
         args = {k: _encode(v) for k, v in in_values.items()}
         args.update(attrs)
-        if name is not None and len(name) > MAX_NAME:
-            name = name[-MAX_NAME:]
+        name = self.unique_name(name)
         self.ops.append(OpRecord(method, args, [o.id for o in outs], name=name, node=node,
                                  weights=list(weights or [])))
         if method == "split":
             return outs
         return outs[0]
 
+    def unique_name(self, name):
+        """`name`, shortened to MAX_NAME (its tail and a hash of the whole) and made
+        unique in the program: weights are loaded by layer name."""
+        if name is None:
+            return None
+        if len(name) > MAX_NAME:
+            name = f"{name[-(MAX_NAME - 9):]}~{zlib.crc32(name.encode()):08x}"
+        base, k = name, 1
+        while name in self._names:
+            name, k = f"{base}.{k}", k + 1
+        self._names.add(name)
+        return name
+
     # ---------------------------------------------------------------- replay
-    def replay(self, ffmodel, input_tensors, *, tensor_map=None, load_weights=True, constants=None):
-        """Add every operator to `ffmodel`; returns the list of output Tensors.
+    def replay(self, ffmodel, input_tensors, *, tensor_map=None, load_weights=True, constants=None, prefix=""):
+        """Add every operator to `ffmodel`, layer names prefixed with `prefix` (so that
+        several programs can share one FFModel); returns the list of output Tensors.
 
         Weights are registered in `ffmodel.attr_tensors`, whose entries FlexFlow's
         `compile()` loads with `set_tensor` right after it has created (and
         initialised) the weights. Constants are input tensors, which `init_layers()`
         zero-fills: they are appended to `constants` as (tensor, array) for the data
-        loaders to write after it (see `ConstantWriter`)."""
+        loaders to write after it (see `loaders.InputLoader`)."""
         from .backend import enums_for
         from .semantics.model import degree_of
         from .weights import WeightLoader
 
+        if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX:
+            raise ConversionError(f"a layer-name prefix is a string of at most {MAX_PREFIX} characters, "
+                                  f"got {prefix!r}")
         degree = degree_of(ffmodel._ffconfig)
         if degree > 1 and self.single_gpu:
             raise ConversionError(f"this converted program runs on one GPU only, but the FFModel uses "
@@ -163,6 +190,9 @@ class FFProgram:
         env = {} if tensor_map is None else tensor_map
         for vid, name, t in zip(self.inputs, self.input_names, input_tensors):
             want = self.values[vid]
+            if not (hasattr(t, "dims") and hasattr(t, "data_type")):
+                raise ShapeError(f"input {name!r}: expected a FlexFlow Tensor (ffmodel.create_tensor), got "
+                                 f"{type(t).__name__}")
             dims = tuple(int(d) for d in t.dims)
             if dims != want.shape:
                 raise ShapeError(f"input {name!r}: converted for shape {want.shape}, got a tensor of "
@@ -184,16 +214,37 @@ class FFProgram:
                     constants.append((t, self.constants[op.outputs[0]]))
                 env[op.outputs[0]] = t
                 continue
+            if op.method not in semantics.SPECS:        # only FlexFlow's training operators
+                raise ConversionError(f"{op.method!r} is not a FlexFlow operator")
             if op.name is not None:
-                kwargs["name"] = op.name
+                kwargs["name"] = prefix + op.name
             result = getattr(ffmodel, op.method)(**kwargs)
             results = list(result) if isinstance(result, (list, tuple)) else [result]
             for vid, t in zip(op.outputs, results):
                 env[vid] = t
             if load_weights:
                 for w in op.weights:
-                    attr_tensors[WeightLoader(op.name, w["param_id"], w["key"])] = self.weights[w["key"]]
+                    attr_tensors[WeightLoader(prefix + op.name, w["param_id"], w["key"])] = self.weights[w["key"]]
         return [env[v] for v in self.outputs]
+
+    def index_limits(self):
+        """{value id: (bound, what)} for values that index something (embedding ids,
+        gather indices), through reshape/concat/split (runtime.dataloader.index_limits)."""
+        from .runtime.dataloader import index_limits
+        layers = []
+        for op in self.ops:
+            if op.kind != "op":
+                continue
+            ins, attrs = {}, {}
+            for k, v in op.args.items():
+                if isinstance(v, dict) and "$v" in v:
+                    ins[k] = v["$v"]
+                elif isinstance(v, list) and v and all(isinstance(x, dict) and "$v" in x for x in v):
+                    ins[k] = [x["$v"] for x in v]
+                else:
+                    attrs[k] = v
+            layers.append((op.method, ins, attrs, op.outputs, op.name))
+        return index_limits(layers, {vid: v.shape for vid, v in self.values.items()})
 
     # ---------------------------------------------------------------- text
     def ff_ops(self):
@@ -220,21 +271,25 @@ class FFProgram:
             "outputs": self.outputs, "output_names": self.output_names,
             "weight_sources": self.weight_sources, "node_values": self.node_values,
             "notes": self.notes, "batch_size": self.batch_size, "single_gpu": self.single_gpu,
+            "host": self.host.to_json() if self.host is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: dict, tensors: Dict[str, np.ndarray]) -> "FFProgram":
-        if data.get("format") != "flexflow-torch-program":
-            raise ConversionError("not a flexflow-torch program")
+        """The program of `to_json` (validated first: see serialization.validate)."""
         p = cls()
         for vid, shape, dtype, part in data["values"]:
             p.values[vid] = Value(vid, tuple(shape), dtype, part)
         p.ops = [OpRecord(**op) for op in data["ops"]]
+        p._names = {op.name for op in p.ops if op.kind == "op" and op.name is not None}
         p.inputs, p.input_names = data["inputs"], data["input_names"]
         p.outputs, p.output_names = data["outputs"], data["output_names"]
         p.weight_sources, p.node_values = data["weight_sources"], data["node_values"]
         p.notes, p.batch_size = data["notes"], data["batch_size"]
         p.single_gpu = list(data.get("single_gpu", []))
+        if data.get("host") is not None:
+            from .passes.host_inputs import HostProgram
+            p.host = HostProgram.from_json(data["host"], tensors)
         for k, arr in tensors.items():
             if k.startswith("const/"):
                 p.constants[int(k[6:])] = np.ascontiguousarray(arr)

@@ -71,6 +71,10 @@ class CrossEntropyHead:
         if tuple(labels.shape[1:]) != self.positions[1:]:
             raise ShapeError(f"labels of shape {labels.shape}: each sample needs {self.positions[1:]} "
                              "class indices")
+        if not np.issubdtype(labels.dtype, np.integer) and not (
+                np.issubdtype(labels.dtype, np.floating) and np.array_equal(labels, np.round(labels))):
+            from .errors import DTypeError
+            raise DTypeError(f"labels must be integer class indices, got a {labels.dtype} array")
         if labels.size and (labels.min() < 0 or labels.max() >= self.classes):
             from .errors import LabelRangeError
             raise LabelRangeError(f"labels must lie in [0, {self.classes}), got [{labels.min()}, "

@@ -57,8 +57,12 @@ def is_legion_python() -> bool:
 
 def init_runtime(argv=None) -> dict:
     """Start FlexFlow (real or embedded, as `flexflow_torch.core` chose) for this script's
-    command line; returns the keys passed (empty under flexflow_python)."""
+    command line; returns the keys passed (empty under flexflow_python). The embedded
+    runtime also chooses its CPU threads here and prints how many (threads.py)."""
     from . import core
+    if core.BACKEND == "embedded":
+        from .threads import configure_threads
+        configure_threads()
     if is_legion_python():
         core.init_flexflow_runtime()
         return {}

@@ -18,23 +18,36 @@ from .errors import DataLoaderError, DTypeError, ModelStateError
 NUMPY_OF = {"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64}
 
 
-#: id(ffmodel) -> the replay of a converted program onto it (see pytorch_model.Replay)
+#: id(ffmodel) -> the replays of converted programs onto it, in order (pytorch_model.Replay)
 _REPLAYS = {}
 
 
 def register_replay(ffmodel, replay):
-    _REPLAYS[id(ffmodel)] = replay
-    try:        # the embedded runtime's FFModel can be weakly referenced; real FlexFlow's cannot
-        weakref.finalize(ffmodel, _REPLAYS.pop, id(ffmodel), None)
-    except TypeError:
-        replay.ffmodel = ffmodel          # keep the id valid as long as the entry lives
-
-
-def replay_of(ffmodel):
     if id(ffmodel) not in _REPLAYS:
-        raise ModelStateError("add a converted model to this FFModel first (PyTorchModel.torch_to_ff "
+        _REPLAYS[id(ffmodel)] = []
+        try:    # the embedded runtime's FFModel can be weakly referenced; real FlexFlow's cannot
+            weakref.finalize(ffmodel, _REPLAYS.pop, id(ffmodel), None)
+        except TypeError:
+            replay.ffmodel = ffmodel      # keep the id valid as long as the entry lives
+    _REPLAYS[id(ffmodel)].append(replay)
+
+
+def replays_of(ffmodel):
+    return list(_REPLAYS.get(id(ffmodel), []))
+
+
+def replay_of(ffmodel, program=None):
+    """The replay of `program` on `ffmodel` (the only one when `program` is None)."""
+    replays = _REPLAYS.get(id(ffmodel), [])
+    if program is not None:
+        replays = [r for r in replays if r.program is program]
+    if not replays:
+        raise ModelStateError("add the converted model to this FFModel first (PyTorchModel.torch_to_ff "
                               "or file_to_ff)")
-    return _REPLAYS[id(ffmodel)]
+    if len(replays) > 1 and program is None:
+        raise ModelStateError(f"this FFModel holds {len(replays)} converted models: use the methods of the "
+                              "PyTorchModel (hf.create_data_loaders, hf.load_constants) or pass `program`")
+    return replays[-1]
 
 
 def write_constants(ffmodel, constants):
@@ -46,6 +59,9 @@ def write_constants(ffmodel, constants):
 def as_input_array(array, dtype: str, name: str) -> np.ndarray:
     """`array` in the C-contiguous NumPy dtype FlexFlow's loader needs for `dtype`."""
     array = np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array)
+    if array.dtype.kind not in "biuf" or array.ndim == 0:
+        raise DTypeError(f"input {name!r} takes a numeric array with the samples on axis 0, got "
+                         f"{array.dtype} of shape {array.shape}")
     want = NUMPY_OF[dtype]
     if array.dtype != want:
         if np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating):

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.export.graph_signature import InputKind, TensorArgument
 
-from .capture import ASSERTS, decompose_all, decompose_missing, export_model, missing_converter
+from .capture import (ASSERTS, KEEP_WHOLE, check_no_mutation, decompose_all, decompose_missing, export_model,
+                      in_place, missing_converter)
 from .context import Param
-from .errors import ConversionError
+from .errors import CaptureError, ConversionError, FlexFlowTorchError
 from . import passes
 
 aten = torch.ops.aten
@@ -22,16 +23,21 @@ aten = torch.ops.aten
 class PreparedGraph:
     ep: object
     graph: torch.fx.Graph
-    user_inputs: "OrderedDict"          # placeholder -> input name, in the user's order
+    user_inputs: "OrderedDict"          # placeholder -> FlexFlow input name (the user's, then host-side ones)
     params: dict                        # placeholder -> Param (canonical ones are used)
     folded: dict                        # node -> constant value
     output_names: list
     output_nodes: list
-    batch_size: int
+    batch_size: int                     # the leading size of activations (samples, or sample x choice rows)
     example_inputs: "OrderedDict"
     training: bool = False
     ties: dict = field(default_factory=dict)
     fusions: dict = field(default_factory=dict)
+    host: object = None                 # passes.host_inputs.HostProgram: the user's arrays -> FlexFlow inputs
+
+    def ff_inputs(self, inputs) -> "OrderedDict":
+        """The FlexFlow inputs (name -> tensor) for the user's `inputs` (one batch)."""
+        return self.host(inputs) if self.host is not None else OrderedDict((k, inputs[k]) for k in self.user_inputs.values())
 
 
 def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False) -> PreparedGraph:
@@ -39,33 +45,43 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
     graph, state = _signature(ep, inputs)
     if not _decompose_missing(graph, state):
         ep = decompose_all(ep)
+        check_no_mutation(ep)
         graph, state = _signature(ep, inputs)
     params, constants, user_inputs = state
-    ties = passes.canonicalize_tied_parameters(graph, params)
+    _run_pass(passes.drop_empty_cat_inputs, graph)
+    ties = _run_pass(passes.canonicalize_tied_parameters, graph, params)
     params = {n: p for n, p in params.items() if n.users or n in ties_first(ties, params)}
-    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
+    folded = _run_pass(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
+    batch = int(next(iter(inputs.values())).shape[0])
+    rows = _run_pass(passes.rows_per_batch, graph, user_inputs, batch)        # batch * choices for multiple choice
+    host, user_inputs = _run_pass(passes.split_host_inputs, graph, user_inputs, folded, inputs, batch, rows)
     graph.eliminate_dead_code()             # the fusions count users: no dead ones among them
-    fusions = {"rms_norm": passes.fuse_rms_norm(graph, params, folded),
-               "layer_norm": passes.fuse_layer_norm(graph, params, folded),
-               "dense_activation": passes.fuse_dense_activation(graph, params),
-               "high_rank_views": passes.collapse_high_rank_views(graph)}
+    fusions = {"rms_norm": _run_pass(passes.fuse_rms_norm, graph, params, folded),
+               "layer_norm": _run_pass(passes.fuse_layer_norm, graph, params, folded),
+               "dense_activation": _run_pass(passes.fuse_dense_activation, graph, params),
+               "batch_merge": _run_pass(passes.unmerge_batch_views, graph, rows),
+               "high_rank_views": _run_pass(passes.collapse_high_rank_views, graph)}
     graph.eliminate_dead_code()
     output_node = next(n for n in graph.nodes if n.op == "output")
     outs = list(output_node.args[0])
-    first = next(iter(inputs.values()))
     return PreparedGraph(ep=ep, graph=graph, user_inputs=user_inputs, params=params, folded=folded,
-                         output_names=out_names, output_nodes=outs, batch_size=int(first.shape[0]),
-                         example_inputs=inputs, training=training, ties=ties, fusions=fusions)
+                         output_names=out_names, output_nodes=outs, batch_size=rows,
+                         example_inputs=inputs, training=training, ties=ties, fusions=fusions, host=host)
 
 
 def _decompose_missing(graph, state) -> bool:
     """Decompose the ops without a converter that constant folding will not remove, each
-    on its own (capture.decompose_missing); False if the whole program must be."""
+    on its own (capture.decompose_missing); False if the whole program must be: also when
+    an op updates a tensor in place (only the functionalized program tells whether a
+    buffer or an input is updated, capture.check_no_mutation)."""
     params, constants, user_inputs = state
+    if any(in_place(n) for n in graph.nodes):
+        return False
     if not any(missing_converter(n) for n in graph.nodes):
         return True
-    folded = passes.fold_constants(graph, constants, set(user_inputs) | set(params))
-    return decompose_missing(graph, [n for n in graph.nodes if missing_converter(n) and n not in folded])
+    folded = _run_pass(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
+    return decompose_missing(graph, [n for n in graph.nodes
+                                     if missing_converter(n) and n not in folded and n.target not in KEEP_WHOLE])
 
 
 def _signature(ep, inputs):
@@ -101,6 +117,17 @@ def _signature(ep, inputs):
     else:
         raise ConversionError(f"cannot match the inputs {names} to the captured graph's inputs {spec_names}")
     return graph, (params, constants, user_inputs)
+
+
+def _run_pass(fn, *args):
+    """Run one pass; anything it raises becomes a CaptureError naming the pass."""
+    try:
+        return fn(*args)
+    except FlexFlowTorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CaptureError(f"the graph pass {fn.__name__} failed ({type(exc).__name__}: {exc}). What to do: "
+                           "please report this with the model; flexflow_torch.analyze lists what converts") from exc
 
 
 def ties_first(ties, params):

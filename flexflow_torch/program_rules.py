@@ -4,7 +4,7 @@ the way operators share tensors."""
 from __future__ import annotations
 
 from . import semantics
-from .graph import MAX_NAME, OpRecord, _encode
+from .graph import OpRecord, _encode
 
 
 def _value_refs(args):
@@ -41,7 +41,7 @@ def protect_overwritten_inputs(program):
                 if len(users.get(vid, ())) > 1:
                     src = program.values[vid]
                     copy = program._new_value(src.shape, src.dtype, src.part)
-                    name = None if op.name is None else f"{op.name}:in"[-MAX_NAME:]
+                    name = None if op.name is None else program.unique_name(f"{op.name}:in")
                     ops.append(OpRecord("identity", {"input": _encode(src)}, [copy.id], name=name, node=op.node))
                     ref = _encode(copy)
                     if i is None:

@@ -74,8 +74,9 @@ def embedded_model(batch_size, degree=1):
 
 
 def run_converted(program, inputs, *, degree=1):
-    """Build an embedded-runtime FFModel from `program`, feed `inputs` (dict or list
-    of tensors/arrays, in input order) and run one forward (inference mode).
+    """Build an embedded-runtime FFModel from `program`, feed `inputs` (the user's: dict
+    or list of tensors/arrays, in input order; inputs computed on the host are computed
+    from them) and run one forward (inference mode).
 
     Returns (ffmodel, input_tensors, output_tensors, tensor_map)."""
     from . import runtime as ff
@@ -102,6 +103,7 @@ def torch_node_values(prepared, inputs):
     state = prepared.ep.state_dict
     sig = {s.arg.name: s for s in prepared.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
     by_node_name = {n.name: name for n, name in prepared.user_inputs.items()}
+    inputs = prepared.ff_inputs(inputs)       # the user's inputs -> every FlexFlow input
     with torch.no_grad():
         for node in prepared.graph.nodes:
             if node.op == "placeholder":
@@ -119,7 +121,7 @@ def torch_node_values(prepared, inputs):
     return env
 
 
-def verify(model, input_names=None, batch_size=1, seq_length=None, example_inputs=None, is_hf_model=False,
+def verify(model, input_names=None, batch_size=None, seq_length=None, example_inputs=None, is_hf_model=False,
            per_node=True, inputs=None) -> VerifyReport:
     """Convert `model` (or take a PyTorchModel), run both sides on the same
     inputs (the capture's example inputs, or `inputs`: a dict name -> tensor of
@@ -135,10 +137,18 @@ def verify(model, input_names=None, batch_size=1, seq_length=None, example_input
     if inputs is None:
         inputs = ptm.example_inputs
     else:
+        if not isinstance(inputs, dict):
+            raise ConversionError(f"inputs is a dict name -> tensor, got {type(inputs).__name__}")
         missing = [n for n in ptm.input_names if n not in inputs]
         if missing:
             raise ConversionError(f"inputs lacks {missing}")
         inputs = {n: inputs[n] for n in ptm.input_names}
+        for name, t in inputs.items():
+            like = ptm.example_inputs[name]
+            if not isinstance(t, torch.Tensor) or t.shape != like.shape or t.dtype != like.dtype:
+                raise ConversionError(f"input {name!r} must be a {like.dtype} tensor of shape {tuple(like.shape)} "
+                                      "(the captured one), got " + (f"{t.dtype} {tuple(t.shape)}" if isinstance(
+                                          t, torch.Tensor) else type(t).__name__))
     eager = eager_outputs(ptm.model, inputs, ptm._positional, ptm.is_hf_model)
     ffmodel, _, outputs, tensor_map = run_converted(program, inputs)
     expected = [x for x in pytree.tree_leaves(eager) if isinstance(x, torch.Tensor)]

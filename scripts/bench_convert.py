@@ -113,7 +113,7 @@ def measure_step(side, variant, batch, seq, steps=2, limit_gb=14):
     arrays = {"input_ids": rng.integers(2, V, (n, seq)), "attention_mask": np.ones((n, seq), np.int64),
               "decoder_input_ids": rng.integers(2, V, (n, seq - 1))}
     labels = rng.integers(2, V, (n, seq - 1))
-    from flexflow_torch.runtime.threads import GOVERNOR
+    from flexflow_torch.threads import GOVERNOR
     base = rss_mb()
     reset_peak()
     times = []

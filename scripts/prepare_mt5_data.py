@@ -19,8 +19,6 @@ sys.path.insert(0, str(REPO))
 
 from examples.mt5 import data as mt5data  # noqa: E402
 
-TYPED_ERRORS = (mt5data.CorpusNotFoundError, mt5data.CorpusFormatError, mt5data.UnsafeArchiveError,
-                mt5data.ModelDirNotFoundError, mt5data.PreparedDataExistsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None,
                    help="local google/mt5-small-like folder whose tokenizer to use "
                         "(default: train a SentencePiece unigram tokenizer on the training text)")
-    p.add_argument("--max-length", type=int, default=48, help="source and target length (default: 48)")
+    p.add_argument("--max-length", type=int, default=mt5data.DEFAULT_MAX_LENGTH,
+                   help=f"tokens per source and target row (default: {mt5data.DEFAULT_MAX_LENGTH}, "
+                        "enough for the shipped phrases; FlexFlow's example uses 48)")
     p.add_argument("--vocab-size", type=int, default=2000,
                    help="vocabulary of a trained tokenizer (default: 2000; ignored with --model)")
     p.add_argument("--shuffle-seed", type=int, default=42, help="training row order seed (default: 42)")
-    p.add_argument("--force", action="store_true", help="overwrite prepared data made differently")
+    p.add_argument("--force", action="store_true",
+                   help="replace prepared data made differently (only the files this tool writes)")
     return p
 
 
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         result = mt5data.prepare(data_dir=data_dir, tar=args.tar, out=args.out, model_dir=args.model,
                                  max_length=args.max_length, vocab_size=args.vocab_size,
                                  force=args.force, shuffle_seed=args.shuffle_seed)
-    except TYPED_ERRORS as exc:
+    except mt5data.PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, shape in result.meta["shapes"].items():

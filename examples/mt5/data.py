@@ -20,9 +20,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,28 +37,45 @@ PREFIX_EN_SI = "translate english to sinhala"
 SPLITS = {"train": "train", "eval": "test"}  # our split name -> Tatoeba file stem
 ARRAYS = ("source_ids", "source_mask", "target_ids", "y_ids", "lm_labels")
 FORMAT_VERSION = 1
+#: tokens per source and target row: the shipped pairs hold at most 27 tokens, 99% at most
+#: 14, so 24 cuts one training row and halves the work of FlexFlow's 48 (use
+#: --max-length 48 for longer sentences, e.g. the Tatoeba archive)
+DEFAULT_MAX_LENGTH = 24
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
 
 # --------------------------------------------------------------------------- errors
-class CorpusNotFoundError(FileNotFoundError):
+class PrepareError(Exception):
+    """Base of every error of data preparation; each names the file and the problem."""
+
+
+class CorpusNotFoundError(PrepareError, FileNotFoundError):
     """No Tatoeba-style pair folder (or archive) where the user pointed."""
 
 
-class CorpusFormatError(ValueError):
-    """The corpus files exist but are inconsistent (e.g. line counts differ)."""
+class CorpusFormatError(PrepareError, ValueError):
+    """The corpus files exist but cannot be used (not UTF-8, corrupt .gz, empty or blank
+    lines, line counts differ)."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(PrepareError, ValueError):
     """A tar member would be written outside the extraction folder."""
 
 
-class ModelDirNotFoundError(FileNotFoundError):
+class ModelDirNotFoundError(PrepareError, FileNotFoundError):
     """``--model`` names a folder that does not exist."""
 
 
-class PreparedDataExistsError(ValueError):
+class PreparedDataExistsError(PrepareError, ValueError):
     """The output folder holds prepared data made from different inputs or settings."""
+
+
+class PreparedDataError(PrepareError, ValueError):
+    """Prepared data that cannot be read back (missing array, broken meta.json)."""
+
+
+class PrepareSettingsError(PrepareError, ValueError):
+    """A setting outside its range (``max_length`` < 3, ``vocab_size`` < 1)."""
 
 
 # --------------------------------------------------------------------------- corpus
@@ -77,11 +96,46 @@ class Corpus:
         return h.hexdigest()
 
 
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        return gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorpusFormatError(f"{path} is not a readable gzip file ({exc}); download it again "
+                                "or pass the uncompressed file.") from None
+
+
+def _decode(path: Path, raw: bytes) -> list[str]:
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for number, line in enumerate(lines, 1):
+        try:
+            out.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise CorpusFormatError(f"{path}: line {number} is not valid UTF-8 (byte {exc.start}: "
+                                    f"{line[exc.start:exc.start + 4]!r}); the corpus must be "
+                                    "UTF-8 text.") from None
+    return out
+
+
 def _read_lines(folder: Path, name: str) -> list[str]:
-    for path, opener in ((folder / name, open), (folder / f"{name}.gz", gzip.open)):
+    """The lines of ``name`` (or ``name.gz``); an empty file or a blank line is an error:
+    a blank translation is either a broken file or a misaligned pair."""
+    for path in (folder / name, folder / f"{name}.gz"):
         if path.is_file():
-            with opener(path, "rt", encoding="utf-8") as f:
-                return [line.rstrip("\r\n") for line in f]
+            lines = _decode(path, _read_bytes(path))
+            if not lines:
+                raise CorpusFormatError(f"{path} is empty; every split needs at least one pair.")
+            blank = [i for i, line in enumerate(lines, 1) if not line.strip()]
+            if blank:
+                shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+                raise CorpusFormatError(f"{path}: {len(blank)} blank line(s) (line {shown}); each "
+                                        "line must hold one sentence, aligned with the other "
+                                        "language's file.")
+            return lines
     raise CorpusNotFoundError(f"{folder} has neither {name} nor {name}.gz; expected the Tatoeba "
                               "Challenge layout {train,test}.{src,trg,id} (plain or .gz).")
 
@@ -125,14 +179,19 @@ def extract_tar(tar_path: Path, dest: Path) -> Path:
                                   "Tatoeba Challenge, or use --data-dir data/eng-sin).")
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    with tarfile.open(tar_path) as tar:
-        members = tar.getmembers()
-        for m in members:
-            target = (root / m.name).resolve()
-            if not (m.isfile() or m.isdir()) or root not in (target, *target.parents):
-                raise UnsafeArchiveError(f"Refusing tar member {m.name!r} of {tar_path}: only plain "
-                                         "files and folders inside the archive root are extracted.")
-        tar.extractall(root, members=members, filter="data")
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            for m in members:
+                target = (root / m.name).resolve()
+                if not (m.isfile() or m.isdir()) or root not in (target, *target.parents):
+                    raise UnsafeArchiveError(f"Refusing tar member {m.name!r} of {tar_path}: only "
+                                             "plain files and folders inside the archive root are "
+                                             "extracted.")
+            tar.extractall(root, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise CorpusFormatError(f"{tar_path} is not a readable tar archive ({exc}); download "
+                                "it again.") from None
     return dest
 
 
@@ -331,6 +390,32 @@ def _tokenizer_fingerprint(model_dir: Path | None) -> str | None:
     return hashlib.sha256(b"".join(p.name.encode() + _sha256(p).encode() for p in files)).hexdigest()
 
 
+def read_meta(out: Path) -> dict:
+    """``<out>/numpy/meta.json``, or :class:`PreparedDataError` naming what is wrong."""
+    path = Path(out) / "numpy" / "meta.json"
+    if not path.is_file():
+        raise PreparedDataError(f"No prepared data in {path.parent} (no meta.json); run "
+                                "scripts/prepare_mt5_data.py.")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PreparedDataError(f"{path} is not valid JSON ({exc}); prepare the data again "
+                                "(scripts/prepare_mt5_data.py --force).") from None
+    missing = [k for k in ("inputs", "sha256", "vocab_size", "max_length") if k not in meta] \
+        if isinstance(meta, dict) else ["a JSON object"]
+    if missing:
+        raise PreparedDataError(f"{path} lacks {', '.join(missing)}; prepare the data again "
+                                "(scripts/prepare_mt5_data.py --force).")
+    return meta
+
+
+def _our_names(out: Path, meta: dict | None) -> list[Path]:
+    """Files a previous run wrote: those its meta.json lists, else the fixed names."""
+    listed = [out / n for n in meta.get("sha256", {})] if meta else []
+    return sorted({*listed, out / "train.tsv", out / "eval.tsv", *_array_files(out / "numpy"),
+                   out / "numpy" / "meta.json"})
+
+
 def _check_existing(out: Path, inputs: dict) -> bool:
     """True if ``out`` already holds intact data made from ``inputs``; raise if it holds other data."""
     numpy_dir, meta_path = out / "numpy", out / "numpy" / "meta.json"
@@ -342,7 +427,7 @@ def _check_existing(out: Path, inputs: dict) -> bool:
                 f"{out} already holds data without a meta.json ({', '.join(present[:3])}...); it may be "
                 "someone's data or a crashed run. Pass --force (force=True) to overwrite it.")
         return False
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_meta(out)
     old = meta.get("inputs", {})
     if old != inputs:
         diff = {k: (old.get(k), inputs.get(k)) for k in sorted(set(old) | set(inputs)) if old.get(k) != inputs.get(k)}
@@ -357,42 +442,16 @@ def _check_existing(out: Path, inputs: dict) -> bool:
     return True
 
 
-def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = Path("examples/mt5/data"),
-            model_dir: Path | None = None, max_length: int = 48, vocab_size: int = 2000,
-            force: bool = False, shuffle_seed: int = 42, log=print) -> Prepared:
-    """Corpus -> TSVs, tokenizer and ``.npy`` arrays under ``out`` (idempotent, see module doc).
-
-    Re-running with identical inputs and settings does nothing; if ``out`` holds data
-    made differently, :class:`PreparedDataExistsError` is raised before anything is
-    written unless ``force`` is true.
-    """
-    if max_length < 3:
-        raise ValueError(f"max_length must be at least 3 (got {max_length}).")
-    _check_model_dir(model_dir)  # before anything is written
-    out = Path(out)
-    corpus = load_corpus(data_dir, tar)
+def _build(corpus: Corpus, stage: Path, model_dir, max_length: int, vocab_size: int,
+           shuffle_seed: int, inputs: dict) -> dict:
+    """Write every output under ``stage`` (same layout as the output folder); the meta."""
+    numpy_dir = stage / "numpy"
+    numpy_dir.mkdir(parents=True)
+    write_tsv(corpus, stage)
+    train_df, eval_df = read_tsv(stage, blank_prefix=True)
     trained = not has_tokenizer(model_dir)
-    inputs = {
-        "format_version": FORMAT_VERSION, "corpus_sha256": corpus.fingerprint(),
-        "max_length": max_length, "shuffle_seed": shuffle_seed,
-        "model_dir": str(Path(model_dir).resolve()) if model_dir is not None else None,
-        "model_tokenizer_sha256": _tokenizer_fingerprint(model_dir),
-        "vocab_size_requested": vocab_size if trained else None,
-    }
-    if not force and _check_existing(out, inputs):
-        meta = json.loads((out / "numpy" / "meta.json").read_text(encoding="utf-8"))
-        log(f"{out}: up to date (same corpus and settings), nothing to do.")
-        return Prepared(out, meta, skipped=True)
-
-    numpy_dir = out / "numpy"
-    numpy_dir.mkdir(parents=True, exist_ok=True)
-    (numpy_dir / "meta.json").unlink(missing_ok=True)  # a crash midway must not look complete
-    write_tsv(corpus, out)
-    train_df, eval_df = read_tsv(out, blank_prefix=True)
-    if (out / "tokenizer").is_dir():
-        shutil.rmtree(out / "tokenizer")
     tokenizer = load_or_train_tokenizer(model_dir, corpus.train_en + corpus.train_si,
-                                        out / "tokenizer", vocab_size)
+                                        stage / "tokenizer", vocab_size)
     vocab = len(tokenizer)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     counts = {}
@@ -404,17 +463,17 @@ def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = P
             arrays = {k: v[order] for k, v in arrays.items()}
         labels = arrays["lm_labels"]
         if labels.size and (labels.min() < 0 or labels.max() >= vocab):
-            raise ValueError(f"{split} labels outside [0, {vocab}); the tokenizer is inconsistent.")
+            raise CorpusFormatError(f"{split} labels outside [0, {vocab}); the tokenizer of "
+                                    f"{model_dir} is inconsistent.")
         for name in ARRAYS:
-            path = numpy_dir / f"{split}_{name}.npy"
-            np.save(path, np.ascontiguousarray(arrays[name]))
+            np.save(numpy_dir / f"{split}_{name}.npy", np.ascontiguousarray(arrays[name]))
         counts[split] = {"pairs": len(df) // 2, "rows": len(df),
                          "source_truncated": int((arrays["source_ids"][:, -1] != pad).sum()),
                          "target_truncated": int((arrays["target_ids"][:, -1] != pad).sum())}
-    written = [out / "train.tsv", out / "eval.tsv", *sorted((out / "tokenizer").iterdir()), *_array_files(numpy_dir)]
-    sha = {p.relative_to(out).as_posix(): _sha256(p) for p in written if p.is_file()}
+    written = [stage / "train.tsv", stage / "eval.tsv", *sorted((stage / "tokenizer").iterdir()),
+               *_array_files(numpy_dir)]
     config = Path(model_dir) / "config.json" if model_dir is not None else None
-    meta = {
+    return {
         "inputs": inputs, "source": corpus.source, "tokenizer": "tokenizer",
         "tokenizer_trained": trained, "vocab_size": vocab,
         "model_vocab_size": json.loads(config.read_text())["vocab_size"] if config and config.is_file() else None,
@@ -425,17 +484,75 @@ def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = P
         "labels": "lm_labels = first L-1 target ids (pad 0 is a class, no -100); "
                   "y_ids = shift_tokens_right(lm_labels) with decoder start 0",
         "train_order": f"numpy.random.default_rng({shuffle_seed}).permutation(rows)",
-        "sha256": sha,
+        "sha256": {p.relative_to(stage).as_posix(): _sha256(p) for p in written if p.is_file()},
     }
-    (numpy_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def prepare(data_dir: Path | None = None, tar: Path | None = None, out: Path = Path("examples/mt5/data"),
+            model_dir: Path | None = None, max_length: int = DEFAULT_MAX_LENGTH, vocab_size: int = 2000,
+            force: bool = False, shuffle_seed: int = 42, log=print) -> Prepared:
+    """Corpus -> TSVs, tokenizer and ``.npy`` arrays under ``out`` (idempotent, see module doc).
+
+    Re-running with identical inputs and settings does nothing; if ``out`` holds data
+    made differently, :class:`PreparedDataExistsError` is raised before anything is
+    written unless ``force`` is true. Everything is built in a staging folder inside
+    ``out`` and moved into place at the end (meta.json last), so a failure leaves ``out``
+    as it was. ``force`` replaces only files this tool writes: a file of yours in ``out``
+    or ``out/tokenizer`` stays.
+    """
+    if max_length < 3:
+        raise PrepareSettingsError(f"max_length must be at least 3 (got {max_length}).")
+    if vocab_size < 1:
+        raise PrepareSettingsError(f"vocab_size must be at least 1 (got {vocab_size}).")
+    _check_model_dir(model_dir)  # before anything is written
+    out = Path(out)
+    corpus = load_corpus(data_dir, tar)
+    inputs = {
+        "format_version": FORMAT_VERSION, "corpus_sha256": corpus.fingerprint(),
+        "max_length": max_length, "shuffle_seed": shuffle_seed,
+        "model_dir": str(Path(model_dir).resolve()) if model_dir is not None else None,
+        "model_tokenizer_sha256": _tokenizer_fingerprint(model_dir),
+        "vocab_size_requested": vocab_size if not has_tokenizer(model_dir) else None,
+    }
+    if not force and _check_existing(out, inputs):
+        log(f"{out}: up to date (same corpus and settings), nothing to do.")
+        return Prepared(out, read_meta(out), skipped=True)
+
+    try:
+        old_meta = read_meta(out)
+    except PreparedDataError:
+        old_meta = None
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    try:
+        meta = _build(corpus, stage, model_dir, max_length, vocab_size, shuffle_seed, inputs)
+        for path in _our_names(out, old_meta):       # the previous run's files, nothing else
+            path.unlink(missing_ok=True)
+        for name in meta["sha256"]:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / name, out / name)
+        (out / "numpy" / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    counts = meta["counts"]
     log(f"{out}: wrote {counts['train']['rows']} train / {counts['eval']['rows']} eval rows, "
-        f"vocab {vocab}, max_length {max_length}.")
+        f"vocab {meta['vocab_size']}, max_length {max_length}.")
     return Prepared(out, meta, skipped=False)
 
 
 def load_arrays(out: Path, split: str = "train") -> dict[str, np.ndarray]:
     """The prepared arrays of one split (``train`` or ``eval``) as a dict."""
-    numpy_dir = Path(out) / "numpy"
-    if not (numpy_dir / "meta.json").is_file():
-        raise CorpusNotFoundError(f"No prepared data in {numpy_dir}; run scripts/prepare_mt5_data.py.")
-    return {name: np.load(numpy_dir / f"{split}_{name}.npy") for name in ARRAYS}
+    meta = read_meta(out)
+    arrays = {}
+    for name in ARRAYS:
+        path = Path(out) / "numpy" / f"{split}_{name}.npy"
+        try:
+            arrays[name] = np.load(path)
+        except (OSError, ValueError, EOFError) as exc:
+            raise PreparedDataError(f"{path} cannot be read ({exc}); prepare the data again "
+                                    "(scripts/prepare_mt5_data.py --force).") from None
+        want = meta.get("shapes", {}).get(f"{split}_{name}")
+        if want is not None and list(arrays[name].shape) != want:
+            raise PreparedDataError(f"{path} has shape {list(arrays[name].shape)}, meta.json says "
+                                    f"{want}; prepare the data again (--force).")
+    return arrays

@@ -1,22 +1,27 @@
 """mT5 English<->Sinhala translation on FlexFlow: the HF model converted by
 flexflow-torch's PyTorchModel, trained and evaluated through FlexFlow's API.
 
-    python examples/mt5/mt5_ff.py -b 8 -e 2                       # embedded runtime
-    flexflow_python examples/mt5/mt5_ff.py -ll:gpu 4 -ll:fsize 14000 -ll:zsize 4096 -b 32 -e 2
+    python examples/mt5/mt5_ff.py -b 16 -e 10 --lr 0.003           # embedded runtime (the quick start)
+    flexflow_python examples/mt5/mt5_ff.py -ll:gpu 4 -ll:fsize 14000 -ll:zsize 4096 -b 32 -e 10
 
 The training loop runs exactly the steps of FlexFlow's `FFModel.fit` (next_batch on
-every loader, forward, zero_gradients, backward, update) and also reads the model's
-output after each step to record the loss, which FlexFlow never returns to Python.
-After training, the trained weights are copied back into the PyTorch model, which is
-saved with `save_pretrained` and decodes the eval set greedily.
+every loader, forward, zero_gradients, backward, update), sets the learning rate of
+each step with the optimizer's `set_learning_rate` (FlexFlow has no schedule object),
+and reads the model's output after each step to record the loss, which FlexFlow never
+returns to Python. After training, the trained weights are copied back into the
+PyTorch model, which is saved with `save_pretrained`; `predict` decodes the eval set.
 """
 
-from common import (INPUT_NAMES, build_model, ensure_data, load_split, load_tokenizer, parse_args,
-                    plot_loss, report, token_accuracy, write_predictions)
-from tqdm.auto import tqdm
+import sys
+
+from common import (INPUT_NAMES, batch_tokens, build_model, check_ids, ensure_data, epoch_line,
+                    hf_greedy_decode, learning_rate, load_split, load_tokenizer, new_history,
+                    parse_args, plot_loss, quiet_hf_progress, report, run_script, token_accuracy,
+                    write_predictions)
 
 from flexflow_torch import CrossEntropyHead, PyTorchModel, init_runtime
 from flexflow_torch.core import *  # noqa: F403  FlexFlow's names: real FlexFlow or embedded
+from flexflow_torch.progress import Progress
 
 
 def create_model(ffconfig, args, vocab_size, max_length):
@@ -33,7 +38,7 @@ def create_model(ffconfig, args, vocab_size, max_length):
     else:
         optimizer = SGDOptimizer(ffmodel, lr=args.lr)
     ffmodel.compile(optimizer=optimizer, loss_type=head.loss_type, metrics=head.metrics)
-    return ffmodel, model, hf_model, head
+    return ffmodel, optimizer, model, hf_model, head
 
 
 def loaders_for(ffmodel, hf_model, head, arrays):
@@ -41,79 +46,100 @@ def loaders_for(ffmodel, hf_model, head, arrays):
     return xs, head.create_label_loader(ffmodel, arrays["lm_labels"])
 
 
-def run_epoch(ffmodel, head, xs, y, labels, batch, desc, train):
-    """One pass: FlexFlow's fit (train) or eval steps, recording loss and accuracy from the
-    probabilities (with data parallelism, of GPU 0's samples: the rows FlexFlow reads back)."""
+def run_epoch(ffmodel, head, xs, y, arrays, batch, desc, train=None):
+    """One pass: FlexFlow's fit steps (`train` = (optimizer, lr of step i)) or eval steps.
+    Returns the per-step losses and the accuracy (non-pad, all) from the read-back
+    logits (with data parallelism, of GPU 0's samples: the rows FlexFlow reads back)."""
     for d in xs + [y]:
         d.reset()
     ffmodel.reset_metrics()
+    labels = arrays["lm_labels"]
     steps = y.num_samples // batch
     rows = batch // (ffmodel._ffconfig.workers_per_node * ffmodel._ffconfig.num_nodes)
-    losses, accs, accs_real = [], [], []
-    bar = tqdm(range(steps), desc=desc, unit="batch", disable=None)
-    for step in bar:
-        for d in xs + [y]:
-            d.next_batch(ffmodel)
-        ffmodel.forward()
-        logits = head.logits.get_tensor(ffmodel)[:rows]
-        if train:
-            ffmodel.zero_gradients()
-            ffmodel.backward()
-            ffmodel.update()
-        else:
-            ffmodel.compute_metrics()
-        step_labels = labels[step * batch:step * batch + rows]
-        losses.append(head.loss(logits, step_labels))
-        acc, acc_real = token_accuracy(logits, step_labels)
-        accs.append(acc)
-        accs_real.append(acc_real)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    return losses, sum(accs) / steps, sum(accs_real) / steps
+    losses, hits = [], []
+    quiet = {} if train else {"every": steps}          # eval: a bar on a terminal only
+    with Progress(steps, desc, unit="tokens", file=sys.stdout, **quiet) as progress:
+        for step, tokens in enumerate(batch_tokens(arrays, batch)):
+            for d in xs + [y]:
+                d.next_batch(ffmodel)
+            ffmodel.forward()
+            logits = head.logits.get_tensor(ffmodel)[:rows]
+            if train:
+                optimizer, lr_of = train
+                optimizer.set_learning_rate(lr_of(step))
+                ffmodel.zero_gradients()
+                ffmodel.backward()
+                ffmodel.update()
+            else:
+                ffmodel.compute_metrics()
+            step_labels = labels[step * batch:step * batch + rows]
+            losses.append(head.loss(logits, step_labels))
+            hits.append(token_accuracy(logits, step_labels))
+            progress.update(tokens, loss=f"{losses[-1]:.3f}")
+    return losses, [sum(h[i] for h in hits) / steps for i in (0, 1)]
+
+
+def predict(model, tokenizer, source_ids, source_mask, max_new_tokens):
+    """THE decoding step of this script (one place, to be swapped for decoding with the
+    FlexFlow model itself): greedy decoding of the trained weights, copied back into the
+    PyTorch model, with HF generate."""
+    return hf_greedy_decode(model, tokenizer, source_ids, source_mask, max_new_tokens)
 
 
 def main(argv=None):
-    args = parse_args(__doc__.splitlines()[0], argv)
-    init_runtime(argv)
+    args = parse_args(__doc__, argv, prog="mt5_ff.py")
+    init_runtime(argv)                   # FlexFlow's keys from the command line; threads
     ffconfig = FFConfig()
-    batch = ffconfig.batch_size
+    batch, epochs = ffconfig.batch_size, ffconfig.epochs
+    quiet_hf_progress()
     meta = ensure_data(args.data, args.model)
     tokenizer = load_tokenizer(args.data)
     train = load_split(args.data, "train", args.max_train, batch)
     evals = load_split(args.data, "eval", args.max_eval, batch)
-    ffmodel, model, hf_model, head = create_model(ffconfig, args, meta["vocab_size"], meta["max_length"])
+    ffmodel, optimizer, model, hf_model, head = create_model(ffconfig, args, meta["vocab_size"],
+                                                             meta["max_length"])
+    for split, arrays in (("train", train), ("eval", evals)):
+        check_ids(arrays, model.config.vocab_size, args.data, split)
     train_x, train_y = loaders_for(ffmodel, hf_model, head, train)
     eval_x, eval_y = loaders_for(ffmodel, hf_model, head, evals)
     ffmodel.init_layers()
     out = args.out / "ff"
     out.mkdir(parents=True, exist_ok=True)
-    history = {"train_loss": [], "eval_loss": [], "eval_accuracy": [], "eval_accuracy_nonpad": []}
-    print(f"MT5 converted to {len(ffmodel.get_layers())} FlexFlow layers; "
-          f"{len(train['source_ids'])} training rows, batch {batch}, {ffconfig.epochs} epochs, "
-          f"{args.optimizer} lr {args.lr}")
+    history = new_history()
+    steps = len(train["source_ids"]) // batch
+    history["steps_per_epoch"] = steps
+    print(f"MT5 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) converted to "
+          f"{len(ffmodel.get_layers())} FlexFlow layers; {len(train['source_ids'])} training rows, "
+          f"batch {batch}, {epochs} epochs, {args.optimizer} lr {args.lr} ({args.schedule}, "
+          f"{args.warmup} warm-up steps)", flush=True)
     seconds = 0.0
-    for epoch in range(ffconfig.epochs):
+    for epoch in range(epochs):
         start = ffconfig.get_current_time()
-        losses, train_accuracy, _ = run_epoch(ffmodel, head, train_x, train_y, train["lm_labels"], batch,
-                                              f"epoch {epoch + 1}/{ffconfig.epochs}", train=True)
+        first = epoch * steps
+        lrs = [learning_rate(args, first + i, steps * epochs) for i in range(steps)]
+        losses, _ = run_epoch(ffmodel, head, train_x, train_y, train, batch,
+                              f"epoch {epoch + 1}/{epochs}", train=(optimizer, lrs.__getitem__))
         seconds += 1e-6 * (ffconfig.get_current_time() - start)
         history["train_loss"] += losses
-        eval_losses, acc, acc_real = run_epoch(ffmodel, head, eval_x, eval_y, evals["lm_labels"],
-                                               batch, "eval", train=False)
+        history["train_lr"] += lrs
+        eval_losses, (real, every) = run_epoch(ffmodel, head, eval_x, eval_y, evals, batch, "eval")
         history["eval_loss"].append(sum(eval_losses) / len(eval_losses))
-        history["eval_accuracy"].append(acc)
-        history["eval_accuracy_nonpad"].append(acc_real)
-        print(f"epoch {epoch + 1}/{ffconfig.epochs}: train loss {sum(losses) / len(losses):.4f}, "
-              f"train token accuracy {100 * train_accuracy:.2f}%, eval loss {history['eval_loss'][-1]:.4f}, "
-              f"eval token accuracy {100 * acc:.2f}% (non-pad {100 * acc_real:.2f}%)")
+        history["eval_accuracy_nonpad"].append(real)
+        history["eval_accuracy_all"].append(every)
+        print(epoch_line(history, epoch, epochs, seconds), flush=True)
     hf_model.copy_weights_to_torch(ffmodel)      # trained FlexFlow weights -> PyTorch model
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
-    scores = None if args.no_decode else write_predictions(
-        model, tokenizer, args.data, out, args.max_eval, meta["max_length"])
+    scores = frame = None
+    if not args.no_decode:
+        scores, frame = write_predictions(
+            lambda ids, mask: predict(model, tokenizer, ids, mask, meta["max_length"]),
+            args.data, out, args.max_eval)
     plot_loss(history, out / "loss.png", "mt5_ff.py (FlexFlow API, converted MT5)")
-    report("mt5_ff.py", history, scores, out, seconds, len(train["source_ids"]) * ffconfig.epochs)
+    report("mt5_ff.py", history, scores, frame, out, seconds, len(train["source_ids"]) * epochs,
+           args.examples)
     return history, scores
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "mt5_ff.py")

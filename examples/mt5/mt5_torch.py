@@ -1,19 +1,24 @@
 """mT5 English<->Sinhala translation in plain PyTorch: the baseline for mt5_ff.py.
 
-Same data, model, initial weights, optimizer (SGD) and loss definition as
-mt5_ff.py, so the two loss curves can be compared step by step:
+Same data, model, initial weights, optimizer (FlexFlow's Adam rule by default, or
+SGD), learning-rate schedule and loss definition as mt5_ff.py, so the two loss curves
+agree step by step; the model decodes the eval set with HF generate:
 
-    python examples/mt5/mt5_torch.py -b 8 -e 2 [--lr 0.01] [--model DIR]
+    python examples/mt5/mt5_torch.py -b 16 -e 10 --lr 0.003 [--model DIR]
 """
 
+import sys
 import time
 
 import torch
 
-from common import (INPUT_NAMES, build_model, ensure_data, load_split, load_tokenizer,
-                    parse_args, plot_loss, report, token_accuracy, torch_optimizer,
-                    write_predictions)
-from tqdm.auto import tqdm
+from common import (batch_tokens, build_model, check_ids, ensure_data, epoch_line,
+                    hf_greedy_decode, learning_rate, load_split, load_tokenizer, new_history,
+                    parse_args, plot_loss, quiet_hf_progress, report, run_script, set_torch_lr,
+                    token_accuracy, torch_optimizer, write_predictions)
+
+from flexflow_torch.progress import Progress
+from flexflow_torch.threads import configure_threads
 
 
 def batches(arrays, batch_size):
@@ -36,60 +41,69 @@ def loss_fn(logits, labels):
 
 @torch.no_grad()
 def evaluate(model, arrays, batch_size):
-    losses, acc, acc_real = [], [], []
+    losses, hits = [], []
     for batch in batches(arrays, batch_size):
         logits = forward(model, batch)
         losses.append(float(loss_fn(logits, batch["lm_labels"])))
-        a, r = token_accuracy(logits, batch["lm_labels"])
-        acc.append(a)
-        acc_real.append(r)
-    return sum(losses) / len(losses), sum(acc) / len(acc), sum(acc_real) / len(acc_real)
+        hits.append(token_accuracy(logits, batch["lm_labels"]))
+    return sum(losses) / len(losses), *[sum(h[i] for h in hits) / len(hits) for i in (0, 1)]
 
 
 def main(argv=None):
-    args = parse_args(__doc__.splitlines()[0], argv)
+    args = parse_args(__doc__, argv, prog="mt5_torch.py")
+    configure_threads()
+    quiet_hf_progress()
     meta = ensure_data(args.data, args.model)
     tokenizer = load_tokenizer(args.data)
     train = load_split(args.data, "train", args.max_train, args.batch_size)
     evals = load_split(args.data, "eval", args.max_eval, args.batch_size)
     model = build_model(args, meta["vocab_size"])
+    for split, arrays in (("train", train), ("eval", evals)):
+        check_ids(arrays, model.config.vocab_size, args.data, split)
     optimizer = torch_optimizer(args, model)
     out = args.out / "torch"
     out.mkdir(parents=True, exist_ok=True)
-    history = {"train_loss": [], "eval_loss": [], "eval_accuracy": [], "eval_accuracy_nonpad": []}
-    print(f"MT5 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters), "
-          f"{len(train['source_ids'])} training rows, inputs {INPUT_NAMES}, "
-          f"batch {args.batch_size}, {args.epochs} epochs, {args.optimizer} lr {args.lr}")
-    start = time.perf_counter()
+    history = new_history()
+    steps = len(train["source_ids"]) // args.batch_size
+    history["steps_per_epoch"] = steps
+    print(f"MT5 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters); "
+          f"{len(train['source_ids'])} training rows, batch {args.batch_size}, {args.epochs} "
+          f"epochs, {args.optimizer} lr {args.lr} ({args.schedule}, {args.warmup} warm-up steps)",
+          flush=True)
+    seconds = 0.0
+    tokens = batch_tokens(train, args.batch_size)
     for epoch in range(args.epochs):
-        bar = tqdm(list(batches(train, args.batch_size)), desc=f"epoch {epoch + 1}/{args.epochs}",
-                   unit="batch", disable=None)
-        for batch in bar:
-            loss = loss_fn(forward(model, batch), batch["lm_labels"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            history["train_loss"].append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        seconds = time.perf_counter() - start
-        loss, acc, acc_real = evaluate(model, evals, args.batch_size)
-        for key, value in zip(("eval_loss", "eval_accuracy", "eval_accuracy_nonpad"),
-                              (loss, acc, acc_real)):
-            history[key].append(value)
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss "
-              f"{sum(history['train_loss'][-len(bar):]) / len(bar):.4f}, eval loss {loss:.4f}, "
-              f"eval token accuracy {100 * acc:.2f}% (non-pad {100 * acc_real:.2f}%)")
-        start = time.perf_counter() - seconds
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        with Progress(steps, f"epoch {epoch + 1}/{args.epochs}", unit="tokens",
+                      file=sys.stdout) as progress:
+            for step, batch in enumerate(batches(train, args.batch_size)):
+                lr = learning_rate(args, epoch * steps + step, steps * args.epochs)
+                set_torch_lr(optimizer, lr)
+                loss = loss_fn(forward(model, batch), batch["lm_labels"])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                history["train_loss"].append(loss.item())
+                history["train_lr"].append(lr)
+                progress.update(tokens[step], loss=f"{loss.item():.3f}")
+        seconds += time.perf_counter() - start
+        loss, real, every = evaluate(model, evals, args.batch_size)
+        history["eval_loss"].append(loss)
+        history["eval_accuracy_nonpad"].append(real)
+        history["eval_accuracy_all"].append(every)
+        print(epoch_line(history, epoch, args.epochs, seconds), flush=True)
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
-    scores = None if args.no_decode else write_predictions(
-        model, tokenizer, args.data, out, args.max_eval, meta["max_length"])
+    scores = frame = None
+    if not args.no_decode:
+        scores, frame = write_predictions(
+            lambda ids, mask: hf_greedy_decode(model, tokenizer, ids, mask, meta["max_length"]),
+            args.data, out, args.max_eval)
     plot_loss(history, out / "loss.png", "mt5_torch.py (PyTorch)")
-    report("mt5_torch.py", history, scores, out, seconds,
-           len(train["source_ids"]) * args.epochs)
+    report("mt5_torch.py", history, scores, frame, out, seconds,
+           len(train["source_ids"]) * args.epochs, args.examples)
     return history, scores
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "mt5_torch.py")

@@ -13,6 +13,7 @@ import torch
 from ..context import Const, Param
 from ..errors import UnsupportedByFlexFlowError
 from ..graph import Value
+from .. import registry
 
 #: stands in for +-inf in masks: FlexFlow has no where/masked_fill, masks become
 #: multiply/add, and inf * 0 would be NaN (only fully-masked rows differ from torch)
@@ -159,3 +160,64 @@ def unsupported(what):
 
 def is_param(x):
     return isinstance(x, Param)
+
+
+# ----------------------------------------------------------------------------- support checks
+#: node.meta key set by analysis.annotate_kinds: how a node's value reaches FlexFlow
+KIND = "flexflow_torch.kind"
+CONST, PARAM, FIXED, INPUT = "const", "param", "fixed", "input"
+
+
+def arg_kind(a) -> str:
+    """"const" (folded: buffers, constants, Python values), "param" (a trainable
+    parameter), "fixed" (computed from parameters and constants only: a per-sample copy
+    in FlexFlow) or "input" (depends on a user input)."""
+    if not isinstance(a, torch.fx.Node):
+        return CONST
+    return a.meta.get(KIND, INPUT)
+
+
+def meta_of(a):
+    """The captured value (FakeTensor) of a node argument, or the argument itself."""
+    return a.meta.get("val") if isinstance(a, torch.fx.Node) else a
+
+
+def shape_of(a):
+    v = meta_of(a)
+    return tuple(v.shape) if hasattr(v, "shape") else ()
+
+
+def supported_if(check):
+    """A registry `supports(node)` from `check(node, **schema arguments)` (FX nodes
+    left as nodes) returning None or the reason the node cannot be converted."""
+    def supports(node):
+        return check(node, **registry.bind_arguments(node.target, node.args, node.kwargs))
+    supports.__name__ = getattr(check, "__name__", "supports")
+    return supports
+
+
+_aten = torch.ops.aten
+#: targets whose FlexFlow result is float whatever PyTorch's dtype (arithmetic is float)
+_FLOAT_RESULTS = {
+    _aten.add.Tensor, _aten.add.Scalar, _aten.sub.Tensor, _aten.sub.Scalar, _aten.rsub.Tensor, _aten.rsub.Scalar,
+    _aten.mul.Tensor, _aten.mul.Scalar, _aten.div.Tensor, _aten.div.Scalar, _aten.neg.default,
+    _aten.pow.Tensor_Scalar, _aten.abs.default, _aten.maximum.default, _aten.minimum.default,
+    _aten.expand.default, _aten.cumsum.default, _aten.where.self, _aten.masked_fill.Scalar,
+    _aten.masked_fill.Tensor, _aten.bitwise_and.Tensor, _aten.bitwise_or.Tensor, _aten.bitwise_not.default,
+    _aten.logical_and.default, _aten.logical_or.default, _aten.logical_not.default, _aten.sum.dim_IntList,
+    _aten.sum.default, _aten.mean.dim, _aten.mean.default, _aten.constant_pad_nd.default}
+
+
+def becomes_float(a) -> bool:
+    """Whether FlexFlow holds `a` as float although PyTorch may compute integers: data
+    depending on an input that went through arithmetic."""
+    stack, seen = [a], set()
+    while stack:
+        n = stack.pop()
+        if not isinstance(n, torch.fx.Node) or n in seen or arg_kind(n) == CONST or n.op != "call_function":
+            continue
+        seen.add(n)
+        if n.target in _FLOAT_RESULTS:
+            return True
+        stack.extend(n.all_input_nodes)
+    return False

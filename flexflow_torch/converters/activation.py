@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..registry import register
-from ._common import binary, scalar_op, softmax, to_float, unsupported
+from ._common import binary, scalar_op, shape_of, softmax, supported_if, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -32,7 +32,9 @@ def aten_tanh(ctx, self):
 
 @register(aten.silu.default)
 def aten_silu(ctx, self):
-    """silu(Tensor self) -> Tensor   (x * sigmoid(x); FlexFlow's fused SiLU op is inference-only)"""
+    """silu(Tensor self) -> Tensor
+
+    x * sigmoid(x) (FlexFlow's fused SiLU op is inference-only)."""
     x = to_float(ctx, ctx.tensor(self))
     return ctx.emit("multiply", {"x": x, "y": ctx.emit("sigmoid", {"input": x})})
 
@@ -53,12 +55,28 @@ def aten_gelu(ctx, self, approximate="none"):
     return binary(ctx, "multiply", x, half)
 
 
-@register(aten._softmax.default, aten.softmax.int)
-def aten__softmax(ctx, self, dim, half_to_float=False, dtype=None):
+def _softmax_support(node, self, dim, **_):
+    if len(shape_of(self)) > 4:
+        return f"softmax of a {len(shape_of(self))}-D tensor (FlexFlow tensors have at most 4 axes)"
+    return None
+
+
+@register(aten._softmax.default, supports=supported_if(_softmax_support))
+def aten__softmax(ctx, self, dim, half_to_float):
     """_softmax(Tensor self, int dim, bool half_to_float) -> Tensor
 
     Composed (see _common.softmax): FlexFlow's own softmax passes its gradient
     through unchanged. Other axes than the last are moved last and back."""
+    return _softmax_along(ctx, self, dim)
+
+
+@register(aten.softmax.int, supports=supported_if(_softmax_support))
+def aten_softmax(ctx, self, dim, dtype=None):
+    """softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor"""
+    return _softmax_along(ctx, self, dim)
+
+
+def _softmax_along(ctx, self, dim):
     x = ctx.tensor(self)
     dim = dim % x.rank
     if dim == x.rank - 1:
@@ -79,8 +97,14 @@ def aten_leaky_relu(ctx, self, negative_slope=0.01):
     return binary(ctx, "subtract", pos, scalar_op(ctx, "scalar_multiply", neg, float(negative_slope)))
 
 
-@register(aten._log_softmax.default)
-def aten__log_softmax(ctx, self, dim, half_to_float=False):
-    """_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor"""
-    unsupported("log_softmax: FlexFlow has no log; end the model at the logits and use "
-                "ffmodel.softmax with LOSS_SPARSE_CATEGORICAL_CROSSENTROPY instead")
+def _log_softmax_support(node):
+    return ("log_softmax: FlexFlow has no log; end the model at the logits and use "
+            "ffmodel.softmax with LOSS_SPARSE_CATEGORICAL_CROSSENTROPY instead")
+
+
+@register(aten._log_softmax.default, supports=_log_softmax_support)
+def aten__log_softmax(ctx, self, dim, half_to_float):
+    """_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor
+
+    Never converted: registered so that the report gives the reason."""
+    unsupported(_log_softmax_support(ctx.node))

@@ -15,7 +15,7 @@ import torch
 
 from ..registry import register
 from ..context import Const
-from ._common import NEG_LARGE, binary, scalar_op, softmax, to_float, unsupported
+from ._common import NEG_LARGE, binary, scalar_op, shape_of, softmax, supported_if, to_float
 
 aten = torch.ops.aten
 
@@ -44,7 +44,18 @@ def dropout(ctx, x, p):
     return ctx.emit("dropout", {"input": x}, {"rate": float(p), "seed": seed})
 
 
-@register(aten.scaled_dot_product_attention.default)
+def _sdpa_support(node, query, key, value, **_):
+    q, k, v = shape_of(query), shape_of(key), shape_of(value)
+    if len(q) != len(k) or len(k) != len(v) or len(q) < 3:
+        return f"attention with operands of ranks {len(q)}, {len(k)}, {len(v)}"
+    if len(q) == 4 and q[1] != k[1] and k[1] and q[1] % k[1] == 0:      # grouped-query attention
+        k = v = q[:2] + tuple(k[2:])
+    if q[:-2] != k[:-2] or k[:-2] != v[:-2]:
+        return f"attention with different query/key batch or head dims {q} vs {k}"
+    return None
+
+
+@register(aten.scaled_dot_product_attention.default, supports=supported_if(_sdpa_support))
 def aten_scaled_dot_product_attention(ctx, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                                       scale=None, enable_gqa=False):
     """scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor"""
@@ -53,8 +64,6 @@ def aten_scaled_dot_product_attention(ctx, query, key, value, attn_mask=None, dr
         rep = q.shape[1] // k.shape[1]      # grouped-query attention: repeat each key/value head
         k = ctx.gather_moves(k, lambda t: t.repeat_interleave(rep, dim=1))
         v = ctx.gather_moves(v, lambda t: t.repeat_interleave(rep, dim=1))
-    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
-        unsupported(f"attention with different query/key batch or head dims {q.shape} vs {k.shape}")
     r = q.rank
     kt = ctx.transpose(k, list(range(r - 2)) + [r - 1, r - 2])
     scores = ctx.emit("batch_matmul", {"A": q, "B": kt})

@@ -15,9 +15,22 @@ from ..context import Merged, Param
 from ..errors import ConversionError
 from ..fused_ops import dense as fused_dense
 from ..graph import enum
-from ._common import binary, expand, to_float
+from ._common import CONST, FIXED, PARAM, arg_kind, binary, expand, meta_of, shape_of, supported_if, to_float
 
 aten = torch.ops.aten
+
+
+def _float_operands(*args):
+    """PyTorch's products take operands of one floating-point dtype."""
+    dtypes = {getattr(meta_of(a), "dtype", None) for a in args if a is not None}
+    dtypes.discard(None)
+    if len(dtypes) > 1 or any(not d.is_floating_point for d in dtypes):
+        return f"operands of dtypes {sorted(map(str, dtypes))}: PyTorch's product rejects them"
+    return None
+
+
+def _linear_support(node, input, weight, bias=None):
+    return _float_operands(input, weight)
 
 
 def _dense(ctx, x, weight: Param, bias, activation="AC_MODE_NONE", transpose=False):
@@ -52,6 +65,11 @@ def matmul(ctx, a, b):
         w = ctx.reshape(to_float(ctx, y), (B,) + tuple(sy))
         out = ctx.emit("batch_matmul", {"A": ctx.reshape(to_float(ctx, x), (B, 1, K)), "B": w})
         return ctx.reshape(out, out_shape)
+    if len(sx) == len(sy) == 2 and x.id not in ctx.lifted and y.id not in ctx.lifted:
+        # rows of one activation against columns of another (CLIP's text x image logits): a
+        # product across samples, as one (1, M, K) @ (1, K, N) batch (one GPU only)
+        x3, y3 = ctx.reshape(to_float(ctx, x), (1,) + tuple(sx)), ctx.reshape(to_float(ctx, y), (1,) + tuple(sy))
+        return ctx.reshape(ctx.emit("batch_matmul", {"A": x3, "B": y3}), out_shape)
     rank = max(len(sx), len(sy))
     x, y = (ctx.as_torch_rank(to_float(ctx, v), rank) for v in (x, y))
     x, y = (v if v.rank == rank else ctx.reshape(v, (1,) * (rank - v.rank) + v.shape) for v in (x, y))
@@ -79,7 +97,7 @@ def _via_table(ctx, x, weight: Param, bias, transposed):
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(aten.linear.default)
+@register(aten.linear.default, supports=supported_if(_linear_support))
 def aten_linear(ctx, input, weight, bias=None):
     """linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor"""
     if isinstance(weight, Param) and ctx.is_native(weight):
@@ -93,9 +111,11 @@ def aten_linear(ctx, input, weight, bias=None):
     return y if bias is None else binary(ctx, "add", y, bias)
 
 
-@register(fused_dense)
-def fused_dense_activation(ctx, input, weight, bias=None, activation="relu"):
-    """dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor"""
+@register(fused_dense, supports=supported_if(lambda node, input, weight, bias, activation: _float_operands(input, weight)))
+def fused_dense_activation(ctx, input, weight, bias, activation):
+    """flexflow_torch::dense(Tensor input, Tensor weight, Tensor? bias, str activation) -> Tensor
+
+    FlexFlow's dense with a fused RELU or SIGMOID."""
     act = {"relu": "AC_MODE_RELU", "sigmoid": "AC_MODE_SIGMOID"}[activation]
     return _dense(ctx, input, weight, bias, activation=act)
 
@@ -116,10 +136,32 @@ def aten_addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
     return binary(ctx, "add", y, binary(ctx, "multiply", self, beta))
 
 
-@register(aten.mm.default, aten.bmm.default, aten.matmul.default)
-def aten_matmul(ctx, self, other=None, mat2=None):
-    """matmul(Tensor self, Tensor other) -> Tensor   (also mm, bmm)"""
+def _matmul_support(node, self, other=None, mat2=None, **_):
     b = other if other is not None else mat2
+    if _float_operands(self, b):
+        return _float_operands(self, b)
+    ranks = [len(shape_of(self)), len(shape_of(b))]
+    if 1 in ranks:
+        return f"a matrix product with a 1-D operand (ranks {ranks[0]} and {ranks[1]})"
+    if arg_kind(self) in (CONST, PARAM, FIXED) and arg_kind(b) in (CONST, PARAM, FIXED):
+        return "a matrix product of two values that depend on no input (FlexFlow computes per sample)"
+    return None
+
+
+def _product(ctx, a, b):
     if isinstance(b, Param) and len(b.shape) == 2:
-        return _via_table(ctx, self, b, None, transposed=False)
-    return matmul(ctx, self, b)
+        return _via_table(ctx, a, b, None, transposed=False)
+    return matmul(ctx, a, b)
+
+
+@register(aten.matmul.default, supports=supported_if(_matmul_support))
+def aten_matmul(ctx, self, other):
+    """matmul(Tensor self, Tensor other) -> Tensor"""
+    return _product(ctx, self, other)
+
+
+@register(aten.mm.default, aten.bmm.default, supports=supported_if(_matmul_support))
+def aten_mm(ctx, self, mat2):
+    """mm(Tensor self, Tensor mat2) -> Tensor
+    bmm(Tensor self, Tensor mat2) -> Tensor"""
+    return _product(ctx, self, mat2)

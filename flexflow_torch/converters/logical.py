@@ -1,15 +1,14 @@
-"""Boolean masks on input-dependent data. FlexFlow has no bool tensors,
-comparisons or select: a mask is a 0/1 numeric tensor, `and` is a product,
-`where(c, a, b)` is a*c + b*(1-c). Comparisons of input-dependent data cannot
-be expressed and are reported as unsupported by analyze()."""
+"""Selection by a boolean mask. FlexFlow has no bool tensors, comparisons or select:
+masks computed from the inputs (comparisons, and/or/not, casts) are computed on the
+host (passes/host_inputs.py) and reach FlexFlow as 0/1 DT_INT32 tensors, and
+`where(c, a, b)` is a*c + b*(1-c). Comparisons of activations cannot be expressed and
+are reported as unsupported by analyze()."""
 
 from __future__ import annotations
 
 import torch
 
-from ..registry import register
 from ..context import Const
-from ..graph import Value
 from ._common import binary, scalar_op, to_float, finite, expand
 
 aten = torch.ops.aten
@@ -53,26 +52,3 @@ def select(ctx, cond, a, b):
     if ctx.torch_shape(out) != ctx.out_shape or (out.id in ctx.lifted and ctx.node in ctx.per_sample):
         out = expand(ctx, out, ctx.out_shape)
     return out
-
-
-@register(aten.bitwise_and.Tensor, aten.logical_and.default)
-def aten_bitwise_and(ctx, self, other):
-    """bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor   (0/1 masks: a*b)"""
-    for x, y in ((self, other), (other, self)):
-        if isinstance(x, Const) and x.tensor.dtype == torch.bool and bool(x.tensor.all()):
-            if tuple(y.shape) == ctx.out_shape or not isinstance(y, Value):
-                return y
-    return binary(ctx, "multiply", self, other)
-
-
-@register(aten.bitwise_or.Tensor, aten.logical_or.default)
-def aten_bitwise_or(ctx, self, other):
-    """bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor   (0/1 masks: a+b-a*b)"""
-    both = binary(ctx, "multiply", self, other)
-    return binary(ctx, "subtract", binary(ctx, "add", self, other), both)
-
-
-@register(aten.bitwise_not.default, aten.logical_not.default)
-def aten_bitwise_not(ctx, self):
-    """bitwise_not(Tensor self) -> Tensor   (0/1 masks: 1-a)"""
-    return _one_minus(ctx, to_float(ctx, ctx.tensor(self)))

@@ -16,7 +16,7 @@ import torch
 from ..registry import register
 from ..context import Param, Const
 from ..fused_ops import rms_norm as fused_rms_norm, layer_norm as fused_layer_norm
-from ._common import binary, scalar_op, to_float, unsupported
+from ._common import CONST, PARAM, arg_kind, binary, scalar_op, supported_if, to_float, unsupported
 
 aten = torch.ops.aten
 
@@ -61,13 +61,15 @@ def aten_layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e
 
 @register(fused_layer_norm)
 def fused_layer_norm_converter(ctx, input, weight, bias, eps):
-    """layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor   (last axis)"""
+    """flexflow_torch::layer_norm(Tensor input, Tensor? weight, Tensor? bias, float eps) -> Tensor
+
+    A hand-written LayerNorm over the last axis (passes.layer_norm_fusion)."""
     return aten_layer_norm(ctx, input, [ctx.out_shape[-1]], weight, bias, eps)
 
 
 @register(fused_rms_norm)
 def fused_rms_norm_converter(ctx, input, weight, eps):
-    """rms_norm(Tensor input, Tensor weight, float eps) -> Tensor
+    """flexflow_torch::rms_norm(Tensor input, Tensor weight, float eps) -> Tensor
 
     x * pow(mean(x^2) + eps, -0.5) * w (T5LayerNorm, LlamaRMSNorm)."""
     x = to_float(ctx, ctx.tensor(input))
@@ -76,7 +78,13 @@ def fused_rms_norm_converter(ctx, input, weight, eps):
     return _affine(ctx, y, weight, None)
 
 
-@register(aten._native_batch_norm_legit_no_training.default)
+def _batch_norm_support(node, input, weight, bias, running_mean, running_var, **_):
+    if any(arg_kind(a) not in (CONST, PARAM) for a in (weight, bias, running_mean, running_var)):
+        return "batch norm statistics or affine parameters computed by the model"
+    return None
+
+
+@register(aten._native_batch_norm_legit_no_training.default, supports=supported_if(_batch_norm_support))
 def aten__native_batch_norm_legit_no_training(ctx, input, weight, bias, running_mean, running_var, momentum, eps):
     """_native_batch_norm_legit_no_training(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor)
 

@@ -14,8 +14,8 @@ import torch
 from ..registry import register
 from ..context import Const, Merged, lifted_shape, merges_batch
 from ..graph import Value
-from ..errors import ConversionError
-from ._common import expand, to_float, unsupported
+from ._common import (CONST, FIXED, INPUT, PARAM, arg_kind, expand, shape_of, supported_if, to_float,
+                      unsupported)
 from ..fused_ops import view_graph as fused_view_graph
 
 aten = torch.ops.aten
@@ -37,11 +37,22 @@ def _move(ctx, x, fn):
     return ctx.move(x, fn)
 
 
-@register(aten.view.default, aten._unsafe_view.default, aten.reshape.default)
-def aten_view(ctx, self, size=None, shape=None):
-    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)   (also reshape(self, shape))
+@register(aten.view.default, aten._unsafe_view.default)
+def aten_view(ctx, self, size):
+    """view(Tensor(a) self, SymInt[] size) -> Tensor(a)
+    _unsafe_view(Tensor self, SymInt[] size) -> Tensor
 
     A view merging the batch with the next axes stays unmerged (context.Merged)."""
+    return _view(ctx, self)
+
+
+@register(aten.reshape.default)
+def aten_reshape(ctx, self, shape):
+    """reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)"""
+    return _view(ctx, self)
+
+
+def _view(ctx, self):
     target = _out(ctx)
     if isinstance(self, Merged):
         if target == self.value.shape:
@@ -53,9 +64,17 @@ def aten_view(ctx, self, size=None, shape=None):
     return ctx.view(ctx.tensor(self), target)
 
 
-@register(aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default)
-def aten_unsqueeze(ctx, self, dim=None):
-    """unsqueeze(Tensor(a) self, int dim) -> Tensor(a)   (also squeeze)"""
+@register(aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims)
+def aten_unsqueeze(ctx, self, dim):
+    """unsqueeze(Tensor(a) self, int dim) -> Tensor(a)
+    squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)
+    squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)"""
+    return ctx.view(ctx.tensor(self), _out(ctx))
+
+
+@register(aten.squeeze.default)
+def aten_squeeze(ctx, self):
+    """squeeze(Tensor(a) self) -> Tensor(a)"""
     return ctx.view(ctx.tensor(self), _out(ctx))
 
 
@@ -96,7 +115,9 @@ def aten_t(ctx, self):
 
 @register(aten.expand.default)
 def aten_expand(ctx, self, size, implicit=False):
-    """expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)   (add of zeros)"""
+    """expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)
+
+    An add of zeros (FlexFlow has no expand)."""
     return expand(ctx, self, _out(ctx))
 
 
@@ -106,7 +127,7 @@ def aten_cat(ctx, tensors, dim=0):
     parts = [t for t in tensors if not (hasattr(t, "shape") and 0 in tuple(t.shape))]
     real = next((t for t in parts if hasattr(t, "id") and t.id not in ctx.lifted), None)
     if real is None and len(parts) > 1:
-        unsupported("cat of tensors that depend on no input")
+        return _cat_lifted(ctx, parts, dim)
     vals = [ctx.tensor(t, like=real) for t in parts]
     if real is not None:        # per-sample copies of batch-less pieces join the batch
         vals = [expand(ctx, v, (ctx.batch_size,) + ctx.torch_shape(v)[1:]) if v.id in ctx.lifted else v
@@ -118,10 +139,31 @@ def aten_cat(ctx, tensors, dim=0):
     return ctx.emit("concat", {"tensors": vals}, {"axis": dim % vals[0].rank})
 
 
+def _cat_lifted(ctx, parts, dim):
+    """cat of values that depend on no input (parameters, e.g. MobileBERT's LM head
+    `cat([decoder.weight.t(), dense.weight])`): per sample, along the axis after the batch."""
+    B, out = ctx.batch_size, _out(ctx)
+    vals = [ctx.tensor(t) for t in parts]
+    vals = [ctx.reshape(v, (B,) + ctx.torch_shape(v)) for v in vals]
+    if len({v.dtype for v in vals}) > 1:
+        vals = [to_float(ctx, v) for v in vals]
+    joined = ctx.emit("concat", {"tensors": vals}, {"axis": dim % len(out) + 1})
+    return ctx.lift(ctx.reshape(joined, lifted_shape(B, out)), out)
+
+
 def split_sizes(ctx, x, sizes, dim):
     if len(sizes) == 1:
         return [x]
     return ctx.emit("split", {"input": x}, {"sizes": list(sizes), "axis": dim})
+
+
+def _used(ctx, n):
+    """Which of the node's `n` results something reads (no FlexFlow op for the others:
+    an operator whose output nothing reads is a second sink, and FlexFlow binds the loss
+    to one)."""
+    import operator
+    used = {u.args[1] for u in ctx.node.users if u.target is operator.getitem}
+    return [i in used for i in range(n)]
 
 
 def _split(ctx, self, sizes, dim):
@@ -129,7 +171,8 @@ def _split(ctx, self, sizes, dim):
     if x.id in ctx.lifted:
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         d = dim % ctx.torch_rank(x)
-        return [ctx.move(x, lambda t, s=s, n=n: t.narrow(d, s, n)) for s, n in zip(starts, sizes)]
+        return [ctx.move(x, lambda t, s=s, n=n: t.narrow(d, s, n)) if used else None
+                for s, n, used in zip(starts, sizes, _used(ctx, len(sizes)))]
     return split_sizes(ctx, x, sizes, dim % x.rank)
 
 
@@ -152,11 +195,13 @@ def aten_unbind(ctx, self, dim=0):
     x = ctx.tensor(self)
     if x.id in ctx.lifted:
         d = dim % ctx.torch_rank(x)
-        return [ctx.move(x, lambda t, i=i: t.select(d, i)) for i in range(ctx.torch_shape(x)[d])]
+        n = ctx.torch_shape(x)[d]
+        return [ctx.move(x, lambda t, i=i: t.select(d, i)) if used else None
+                for i, used in zip(range(n), _used(ctx, n))]
     dim %= x.rank
     parts = split_sizes(ctx, x, [1] * x.shape[dim], dim)
     shape = x.shape[:dim] + x.shape[dim + 1:]
-    return [ctx.reshape(p, shape or (1,)) for p in parts]
+    return [ctx.reshape(p, shape or (1,)) if used else None for p, used in zip(parts, _used(ctx, len(parts)))]
 
 
 def _slice(ctx, x, dim, start, end):
@@ -178,10 +223,7 @@ def aten_slice(ctx, self, dim=0, start=None, end=None, step=1):
     rank = ctx.torch_rank(x)
     dim %= rank
     n = ctx.torch_shape(x)[dim]
-    start, end, step = slice(start, end, step).indices(n)
-    if end <= start:
-        raise ConversionError(f"an empty slice [{start}:{end}] along axis {dim}: FlexFlow tensors "
-                              "cannot have a zero-size axis")
+    start, end, step = slice(start, end, step).indices(n)      # never empty: see analysis.find_unsupported
     if x.id in ctx.lifted or step != 1:
         return ctx.move(x, lambda t: t[(slice(None),) * dim + (slice(start, end, step),)])
     return _slice(ctx, x, dim, start, end)
@@ -199,12 +241,18 @@ def aten_select(ctx, self, dim, index):
     return ctx.reshape(_slice(ctx, x, dim, index, index + 1), _out(ctx))
 
 
-@register(aten.index.Tensor)
+def _index_support(node, self, indices, **_):
+    if any(i is not None and arg_kind(i) != CONST for i in indices):
+        return ("indexing with indices computed from the inputs (FlexFlow has no dynamic gather "
+                "with broadcasting)")
+    return None
+
+
+@register(aten.index.Tensor, supports=supported_if(_index_support))
 def aten_index(ctx, self, indices):
-    """index.Tensor(Tensor self, Tensor?[] indices) -> Tensor   (constant indices only)"""
-    if any(i is not None and not isinstance(i, Const) for i in indices):
-        unsupported("indexing with indices computed from the inputs (FlexFlow has no dynamic gather "
-                    "with broadcasting)")
+    """index.Tensor(Tensor self, Tensor?[] indices) -> Tensor
+
+    Constant indices only: a gather."""
     idx = [None if i is None else i.tensor for i in indices]
     return _move(ctx, self, lambda t: torch.ops.aten.index.Tensor(t, idx))
 
@@ -220,7 +268,9 @@ def aten_gather(ctx, self, dim, index, sparse_grad=False):
 
 @register(aten.flip.default)
 def aten_flip(ctx, self, dims):
-    """flip(Tensor self, int[] dims) -> Tensor   (constant gather; FlexFlow's reverse is unimplemented)"""
+    """flip(Tensor self, int[] dims) -> Tensor
+
+    A constant gather (FlexFlow's reverse is unimplemented)."""
     return _move(ctx, self, lambda t: torch.flip(t, dims))
 
 
@@ -236,24 +286,35 @@ def aten_repeat(ctx, self, repeats):
     return _move(ctx, self, lambda t: t.repeat(repeats))
 
 
-@register(aten.index_select.default)
+def _index_select_support(node, self, dim, index, **_):
+    return None if arg_kind(index) == CONST else "index_select with an index computed from the inputs"
+
+
+@register(aten.index_select.default, supports=supported_if(_index_select_support))
 def aten_index_select(ctx, self, dim, index):
-    """index_select(Tensor self, int dim, Tensor index) -> Tensor   (constant index only)"""
-    if not isinstance(index, Const):
-        unsupported("index_select with an index computed from the inputs")
+    """index_select(Tensor self, int dim, Tensor index) -> Tensor
+
+    Constant index only: a gather."""
     return _move(ctx, self, lambda t: torch.index_select(t, dim, index.tensor))
 
 
-@register(aten.constant_pad_nd.default)
+def _pad_support(node, self, **_):
+    return "padding a value that depends on no input" if arg_kind(self) in (PARAM, FIXED) else None
+
+
+@register(aten.constant_pad_nd.default, supports=supported_if(_pad_support))
 def aten_constant_pad_nd(ctx, self, pad, value=0):
     """constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor
 
     A per-sample gather from the input with one extra element per sample holding
     `value`."""
     x = to_float(ctx, ctx.tensor(self))
-    if x.id in ctx.lifted:
-        unsupported("padding a value that depends on no input")
     B, per = x.shape[0], math.prod(x.shape[1:])
+    pad = list(pad)
+    if len(pad) > 2 * (x.rank - 1):          # pairs for the batch axis: nothing to pad there
+        if any(pad[2 * (x.rank - 1):]):
+            unsupported("padding along the batch axis")
+        pad = pad[:2 * (x.rank - 1)]
     fill = ctx.constant(torch.full((B, 1), float(value)), float_=True)
     padded = ctx.emit("concat", {"tensors": [ctx.reshape(x, (B, per)), fill]}, {"axis": 1})
     src = torch.nn.functional.pad(torch.arange(per).reshape(x.shape[1:]).double(), list(pad), value=per).long()
@@ -263,12 +324,12 @@ def aten_constant_pad_nd(ctx, self, pad, value=0):
 
 @register(fused_view_graph)
 def fused_view_graph_converter(ctx, inputs, steps):
-    """view_graph(Tensor[] inputs, steps) -> Tensor
+    """flexflow_torch::view_graph(Tensor[] inputs, str steps) -> Tensor
 
     One per-sample gather: each sample's inputs (activations per sample, constants and
     other values that depend on no input as one copy each) are concatenated into a row,
     and the steps, applied to the positions of that row, give the gather index."""
-    from ..fused_ops import view_graph
+    from ..fused_ops import apply_steps, decode_steps
     B = ctx.batch_size
     pieces, layout, total = [], [], 0
     for x in inputs:
@@ -288,7 +349,7 @@ def fused_view_graph_converter(ctx, inputs, steps):
         else:
             own = torch.arange(offset, offset + n).unsqueeze(0) + torch.arange(B).unsqueeze(1) * total
             index_inputs.append(own.reshape(shape))
-    src = view_graph(index_inputs, steps)
+    src = apply_steps(index_inputs, decode_steps(steps))
     joined = pieces[0] if len(pieces) == 1 else ctx.emit("concat", {"tensors": pieces}, {"axis": 1})
     if all(shared for shared, *_ in layout):      # depends on no input: the same row per sample
         idx = ctx.constant(src.reshape(1, -1).expand(B, -1).to(torch.int32))

@@ -6,7 +6,7 @@ input-dependent nodes end up as FlexFlow constants."""
 from __future__ import annotations
 
 import torch
-
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
 _aten = torch.ops.aten
 #: ops whose value depends only on the *shape* of their tensor input
@@ -43,7 +43,8 @@ def fold_constants(graph, constant_placeholders: dict, dynamic_placeholders: set
         if node.op != "call_function" or _is_random(node.target):
             continue
         deps = node.all_input_nodes
-        shape_only = node.target in SHAPE_ONLY
+        # a shape that depends on input values (torch.nonzero) cannot be folded
+        shape_only = node.target in SHAPE_ONLY and not any(free_unbacked_symbols(d.meta.get("val")) for d in deps)
         if not shape_only and not all(d in folded for d in deps):
             continue
 

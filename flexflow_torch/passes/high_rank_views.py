@@ -68,6 +68,6 @@ def collapse_high_rank_views(graph) -> int:
         for i, n in enumerate(steps_nodes):
             steps.append((n.target, _encode(tuple(n.args), index), _encode(dict(n.kwargs), index)))
             index[n] = len(leaves) + i
-        replace(graph, node, fused_ops.view_graph, (list(leaves), steps))
+        replace(graph, node, fused_ops.view_graph, (list(leaves), fused_ops.encode_steps(steps)))
         count += 1
     return count

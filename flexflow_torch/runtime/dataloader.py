@@ -3,8 +3,9 @@
 The whole array is copied once (FlexFlow copies it into zero-copy memory); each
 `next_batch` copies the next `batch_size` samples into the batch tensor, in order,
 with no shuffling and no wrap-around. Every check happens at construction, before
-any compute: dtype, per-sample size, sample count and (for the label tensor of a
-sparse cross-entropy model) the label range.
+any compute: dtype, per-sample size, sample count, the label range of a sparse
+cross-entropy model, and the range of every value that indexes something (embedding
+ids, gather indices: FlexFlow reads out of bounds without a check).
 """
 
 import math
@@ -15,6 +16,52 @@ import torch
 from ..errors import DataLoaderError, DTypeError, LabelRangeError, ShapeError
 from .enums import DataType, LossType
 from .tensor import NUMPY_DATA_TYPES, Tensor, data_type_of_array
+
+
+def index_limits(layers, shapes):
+    """{tensor: (bound, what)} for the tensors whose values index something: ids of an
+    embedding (< num_embeddings), indices of a gather (< the input's size along `dim`),
+    traced back through the data movement that copies integers unchanged (reshape,
+    identity, concat, split). `layers` are (method, {parameter: tensor or [tensors]},
+    attrs, [outputs], name) in program order; `shapes` maps tensors to their shapes."""
+    limits = {}
+
+    def tighten(key, bound, what):
+        if key not in limits or bound < limits[key][0]:
+            limits[key] = (int(bound), what)
+
+    for method, ins, attrs, outs, name in reversed(list(layers)):
+        label = f"{method} {name!r}" if name else method
+        if method == "embedding":
+            tighten(ins["input"], attrs["num_embeddings"], label)
+        elif method == "gather":
+            shape = shapes[ins["input"]]
+            tighten(ins["index"], shape[int(attrs["dim"]) % len(shape)], label)
+        elif method in ("reshape", "identity", "split", "concat"):
+            known = [limits[o] for o in outs if o in limits]
+            if known:
+                bound = min(known)
+                for src in (ins["tensors"] if method == "concat" else [ins["input"]]):
+                    tighten(src, *bound)
+    return limits
+
+
+def check_index_range(array, bound, what, name):
+    """Every value of an index array lies in [0, bound)."""
+    flat = np.asarray(array).reshape(len(array), -1) if np.asarray(array).ndim else np.asarray(array).reshape(1, 1)
+    bad = (flat < 0) | (flat >= bound)
+    if flat.size and bad.any():
+        sample = int(np.argwhere(bad)[0][0])
+        raise DataLoaderError(f"{name}: indices must lie in [0, {bound}) ({what}), got [{int(flat.min())}, "
+                              f"{int(flat.max())}]; sample {sample} is the first out of range (FlexFlow reads "
+                              "out of bounds without a check)")
+
+
+def _runtime_layers(ffmodel):
+    for layer in ffmodel._graph:
+        tensors = layer.spec.tensors
+        ins = {tensors[0]: layer.inputs} if tensors == ("tensors",) else dict(zip(tensors, layer.inputs))
+        yield layer.spec.method, ins, layer.attrs, layer.outputs, layer.name
 
 
 class SingleDataLoader:
@@ -67,6 +114,11 @@ class SingleDataLoader:
                     f"labels must lie in [0, {classes}) (the output's last axis), got "
                     f"[{lo}, {hi}]; FlexFlow has no ignore index: map padding such as "
                     "-100 to a valid class")
+        if data_type in (DataType.DT_INT32, DataType.DT_INT64):
+            handles = [h for layer in ffmodel._graph for h in layer.inputs + layer.outputs]
+            limit = index_limits(_runtime_layers(ffmodel), {h: h.dims for h in handles}).get(input.handle)
+            if limit is not None:
+                check_index_range(array[:num_samples], *limit, f"data loader for {input.handle.describe()}")
         data = torch.from_numpy(np.ascontiguousarray(array[:num_samples]).copy())
         self.handle = {"model": ffmodel, "tensor": input.handle, "data": data,
                        "num_samples": int(num_samples), "cursor": 0}

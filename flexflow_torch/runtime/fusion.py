@@ -72,12 +72,12 @@ def hint_layers(layers):
     returns the table itself (dense.py)."""
     for layer in layers:
         if layer.op_type == OpType.EMBEDDING:
-            layer.run.state["table_views"] = True
+            layer.run.cache["table_views"] = True
         if layer.op_type != OpType.GATHER or layer.attrs.get("dim") != 1 or len(layer.inputs[0].dims) != 2:
             continue
         src = layer.inputs[0].owner_layer
         if src is not None and src.op_type == OpType.RESHAPE and 2 <= len(src.inputs[0].dims) - 1 <= 3:
-            layer.run.state["shapes"] = [tuple(src.inputs[0].dims[1:])]
+            layer.run.cache["shapes"] = [tuple(src.inputs[0].dims[1:])]
 
 
 def find_groups(layers, model):
@@ -305,12 +305,12 @@ class NormGroup(FusedGroup):
 
 
 def _all_zero(run, ids):
-    cached = run.state.get("zero_ids")
+    cached = run.cache.get("zero_ids")
     if cached is not None and cached[0] is ids and cached[1] == ids._version:
         return cached[2]
     zero = not bool(ids.any())
     if not getattr(ids, "_ff_external", False):
-        run.state["zero_ids"] = (ids, ids._version, zero)
+        run.cache["zero_ids"] = (ids, ids._version, zero)
     return zero
 
 

@@ -26,8 +26,9 @@ from .ops import OperatorMethods
 from .optimizers import check_optimizer
 from .serving import ServingOps
 from .executor import GradStore, build_plan
-from .threads import GOVERNOR
+from ..threads import GOVERNOR
 from .tensor import FLOAT_TYPES, TORCH_DTYPES, Tensor, TensorHandle
+from .checkpointing import TrainingState
 from .training import PerfMetrics, TrainingLoop
 
 MAX_OPNAME = 128
@@ -35,7 +36,7 @@ _DEFAULT_INIT = {"glorot": lambda: GlorotUniformInitializer(0), "zeros": ZeroIni
                  "ones": lambda: ConstantInitializer(1.0)}
 
 
-class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop):
+class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, TrainingState):
     """A FlexFlow model (embedded runtime)."""
 
     def __init__(self, ffconfig):

@@ -17,6 +17,18 @@ class _Optimizer:
     def set_learning_rate(self, learning_rate):
         self.lr = float(learning_rate)
 
+    # State for checkpoints: {name: {id(param): tensor}} plus the scalar step state.
+    # FlexFlow keeps the same in C++ (include/flexflow/optimizer.h: SGDOptimizer::v_values,
+    # AdamOptimizer::m_values, v_values, alpha_t, beta1_t, beta2_t) with no API to read it.
+    def _tensor_state(self):
+        return {}
+
+    def _scalar_state(self):
+        return {}
+
+    def _load_state(self, tensors, scalars):
+        """`tensors`: {name: {id(param): tensor}} as `_tensor_state` gives them."""
+
 
 def _grads(params):
     """FlexFlow updates every parameter; one that no gradient reached has a zeroed
@@ -62,6 +74,12 @@ class SGDOptimizer(_Optimizer):
             g = torch._foreach_add(g, v, alpha=self.momentum) if self.nesterov else v
         torch._foreach_add_(params, g, alpha=-self.lr)
 
+    def _tensor_state(self):
+        return {"velocity": self._velocity}
+
+    def _load_state(self, tensors, scalars):
+        self._velocity = dict(tensors.get("velocity", {}))
+
 
 class AdamOptimizer(_Optimizer):
     """FlexFlow's Adam: L2 weight decay added to the gradient, alpha_t bias correction
@@ -97,6 +115,18 @@ class AdamOptimizer(_Optimizer):
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, self.epsilon)
         torch._foreach_addcdiv_(params, m, denom, value=-alpha_t)
+
+    def _tensor_state(self):
+        return {"m": {k: m for k, (m, _) in self._state.items()},
+                "v": {k: v for k, (_, v) in self._state.items()}}
+
+    def _scalar_state(self):
+        return {"beta1_t": self._beta1_t, "beta2_t": self._beta2_t}
+
+    def _load_state(self, tensors, scalars):
+        m, v = tensors.get("m", {}), tensors.get("v", {})
+        self._state = {k: (m[k], v[k]) for k in m}
+        self._beta1_t, self._beta2_t = float(scalars["beta1_t"]), float(scalars["beta2_t"])
 
 
 def check_optimizer(optimizer):

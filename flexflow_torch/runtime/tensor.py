@@ -9,7 +9,7 @@ Shapes are NumPy order (outermost first), as FlexFlow's Python side shows them.
 import numpy as np
 import torch
 
-from ..errors import DTypeError, ModelStateError, ShapeError
+from ..errors import DTypeError, ModelStateError, ShapeError, UnsupportedByFlexFlowError
 from ..semantics import Meta
 from ..semantics.model import readable_rows
 from .enums import DataType
@@ -241,10 +241,15 @@ class Tensor:
         self.handle.pending = None
 
     def detach_numpy_array(self, ffconfig):
-        self.handle.value = self.handle.value.clone() if self.handle.value is not None else None
+        raise UnsupportedByFlexFlowError(
+            "detach_numpy_array cannot work in FlexFlow: its Python side passes 2 arguments to the "
+            "3-argument C function flexflow_tensor_detach_raw_ptr [python/flexflow/core/flexflow_cffi.py "
+            "__detach_raw_ptr]")
 
     def is_mapped(self):
-        return self.mapped
+        raise UnsupportedByFlexFlowError(
+            "is_mapped's C body is assert(false && \"Deprecated API\") [src/c/flexflow_c.cc "
+            "flexflow_tensor_is_mapped]; keep track of inline_map/inline_unmap yourself")
 
 
 class Parameter(Tensor):

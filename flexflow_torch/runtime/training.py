@@ -6,12 +6,13 @@ is the accumulated sum divided by the number of counted samples (positions, for
 sparse labels).
 """
 
+import os
 import sys
 
 import torch
-from tqdm.auto import tqdm
 
-from ..errors import DataLoaderError, ModelStateError
+from ..errors import DataLoaderError, ModelStateError, NonFiniteError
+from ..progress import Progress
 from ..semantics.model import check_labels
 from .enums import CompMode, LossType, MetricsType
 
@@ -55,6 +56,55 @@ class PerfMetrics:
                 value = self.sums.get(m, 0.0) / self.total if self.total else 0.0
                 parts.append(f"{_NAMES[m]}: {value:.6f}")
         return " ".join(parts)
+
+
+def finite_guard(ffmodel, desc):
+    """The guard of an embedded-runtime FFModel, else one that checks nothing (a loop
+    written over FlexFlow's API, e.g. flexflow_torch.fit, runs on both backends)."""
+    return FiniteGuard(ffmodel, desc) if isinstance(ffmodel, TrainingLoop) else _NoGuard()
+
+
+class _NoGuard:
+    def inputs(self, batch):
+        pass
+
+    def output(self, batch):
+        pass
+
+
+class FiniteGuard:
+    """Stops fit/eval at the first batch whose float inputs or final output hold NaN or
+    infinity (one NaN sample turns every weight into NaN within an epoch; FlexFlow would
+    only print `nan` metrics). FLEXFLOW_TORCH_CHECK_FINITE=0 turns it off (it costs one
+    pass over each float input and the output per batch)."""
+
+    def __init__(self, model, desc):
+        self.model, self.desc = model, desc
+        self.on = os.environ.get("FLEXFLOW_TORCH_CHECK_FINITE", "1").strip() not in ("0", "false", "no", "off")
+
+    def _where(self, batch):
+        size = self.model._ffconfig.batch_size
+        return f"{self.desc}, batch {batch + 1} (samples {batch * size}-{(batch + 1) * size - 1})"
+
+    def _check(self, handle, what, batch):
+        value = handle.value
+        if value is None or not value.is_floating_point():
+            return
+        ok = torch.isfinite(value.detach())
+        if not bool(ok.all()):
+            row = int((~ok.reshape(ok.shape[0], -1).all(1)).nonzero()[0])
+            raise NonFiniteError(f"{self._where(batch)}: {what} {handle.describe()} holds NaN or infinity (row "
+                                 f"{row} of the batch); stopped before training on it "
+                                 "(FLEXFLOW_TORCH_CHECK_FINITE=0 skips this check)")
+
+    def inputs(self, batch):
+        if self.on:
+            for handle in self.model._input_handles + [self.model._label]:
+                self._check(handle, "input", batch)
+
+    def output(self, batch):
+        if self.on:
+            self._check(self.model._final_output_handle(), "the model's output", batch)
 
 
 class TrainingLoop:
@@ -142,20 +192,23 @@ class TrainingLoop:
         return loaders, iterations
 
     def _run(self, loaders, iterations, desc, train):
-        bar = tqdm(range(iterations), desc=desc, unit="batch", file=sys.stderr,
-                   leave=False, dynamic_ncols=True, disable=None)
-        for _ in bar:
-            for d in loaders:
-                d.next_batch(self)
-            self.forward()
-            if train:
-                self.zero_gradients()
-                self.backward()
-                self.update()
-            else:
-                self.compute_metrics()
-            bar.set_postfix_str(self._perf.line(self._metrics), refresh=False)
-        bar.close()
+        """The steps of one fit epoch or eval pass, with progress on stderr (FlexFlow's
+        metrics stream): a bar on a terminal, else a line every tenth of the pass."""
+        guard = FiniteGuard(self, desc)
+        with Progress(iterations, desc, unit="samples", file=sys.stderr) as progress:
+            for batch in range(iterations):
+                for d in loaders:
+                    d.next_batch(self)
+                guard.inputs(batch)
+                self.forward()
+                guard.output(batch)
+                if train:
+                    self.zero_gradients()
+                    self.backward()
+                    self.update()
+                else:
+                    self.compute_metrics()
+                progress.update(self._ffconfig.batch_size, self._perf.line(self._metrics))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1):
         """Train for `epochs` passes over the loaders, as FlexFlow's fit: no shuffling,

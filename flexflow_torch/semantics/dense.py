@@ -214,7 +214,7 @@ class Embedding(OpSpec):
 
     def forward(self, run, ins, ws, num_embeddings, embedding_dim, aggr, dtype="DT_FLOAT"):
         ids = ins[0]
-        if aggr == "AGGR_MODE_NONE" and run.state.get("table_views") and _reads_whole_table(run, ids, num_embeddings):
+        if aggr == "AGGR_MODE_NONE" and run.cache.get("table_views") and _reads_whole_table(run, ids, num_embeddings):
             return [ws[0].unsqueeze(0)]      # every row in order: the table itself, not a copy
         if ids.numel():
             lo, hi = (int(v) for v in torch.aminmax(ids))
@@ -232,14 +232,14 @@ class Embedding(OpSpec):
 def _reads_whole_table(run, ids, rows):
     """Whether `ids` is one row 0, 1, ..., rows - 1 (a shared table read as a matrix, see
     param_plan.py), remembered while `ids` is the same unchanged tensor. The runtime
-    enables the check (`run.state["table_views"]`, runtime/fusion.py)."""
-    cached = run.state.get("whole_table")
+    enables the check (`run.cache["table_views"]`, runtime/fusion.py)."""
+    cached = run.cache.get("whole_table")
     if cached is not None and cached[0] is ids and cached[1] == ids._version:
         return cached[2]
     whole = tuple(ids.shape) == (1, rows) and torch.equal(
         ids[0], torch.arange(rows, dtype=ids.dtype, device=ids.device))
     if not getattr(ids, "_ff_external", False):
-        run.state["whole_table"] = (ids, ids._version, whole)
+        run.cache["whole_table"] = (ids, ids._version, whole)
     return whole
 
 

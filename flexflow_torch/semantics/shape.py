@@ -231,9 +231,9 @@ class Gather(OpSpec):
 def checked_index(run, x, idx, dim):
     """(idx as int64, permutation or None) after FlexFlow's missing bounds check, kept
     while `idx` is the same unchanged tensor (constants change once per data pass).
-    `run.state["shapes"]` may list per-sample shapes whose axis permutations the index
+    `run.cache["shapes"]` may list per-sample shapes whose axis permutations the index
     is tested against (a transpose recorded as a gather): (shape, permute order)."""
-    cached = run.state.get("index")
+    cached = run.cache.get("index")
     size = x.shape[dim]
     if cached is not None and cached[0] is idx and cached[1] == idx._version and cached[2] == size:
         return cached[3], cached[4]
@@ -243,9 +243,9 @@ def checked_index(run, x, idx, dim):
             raise ShapeError(f"gather: indices must lie in [0, {size}) (FlexFlow has no bounds "
                              "check and would read out of bounds)")
     index = idx.long()
-    perm = _permutation(run.state.get("shapes", ()), index, x, dim)
+    perm = _permutation(run.cache.get("shapes", ()), index, x, dim)
     if not getattr(idx, "_ff_external", False):         # not a user's attached array
-        run.state["index"] = (idx, idx._version, size, index, perm)
+        run.cache["index"] = (idx, idx._version, size, index, perm)
     return index, perm
 
 

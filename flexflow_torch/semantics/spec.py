@@ -28,10 +28,13 @@ CARRY = {ACC: 1.0, OVER: 0.0, DOUBLE: 2.0}
 class Run:
     """How the embedded runtime executes one layer: `exact` selects mathematically
     exact gradients (and forwards without FlexFlow's bugs); `state` persists across
-    forward passes (transpose's accumulating output, dropout's generator)."""
+    forward passes (transpose's accumulating output, dropout's generator) and is part of
+    a checkpoint; `cache` holds what can be derived again (checked indices, the
+    runtime's fast-path hints) and is not."""
     exact: bool = False
     degree: int = 1
     state: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
     device: object = "cpu"
 
 

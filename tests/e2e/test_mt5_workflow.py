@@ -93,3 +93,61 @@ def test_readme_cluster_command_under_flexflow_data_parallel_rules(prepared, tmp
     assert w1.keys() == w4.keys()
     for key in w1:       # the same training: float32 sums in other orders, 1e-5 over two steps
         np.testing.assert_allclose(w4[key], w1[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_schedule_is_the_same_on_both_sides(prepared, tmp_path, monkeypatch):
+    """Warm-up then linear decay, set through FlexFlow's optimizer.set_learning_rate in
+    mt5_ff.py and the param groups in mt5_torch.py: same rates, same losses."""
+    argv = ["-b", "4", "-e", "2", "--max-train", "12", "--max-eval", "4", "--data", str(prepared),
+            "--lr", "0.01", "--warmup", "2", *TINY]
+    torch_history, _ = run(mt5_torch, monkeypatch, argv + ["--out", str(tmp_path / "t")])
+    ff_history, _ = run(mt5_ff, monkeypatch, argv + ["--out", str(tmp_path / "f")])
+    args = common.parse_args(mt5_ff.__doc__, argv)
+    expected = [common.learning_rate(args, step, 6) for step in range(6)]
+    assert ff_history["train_lr"] == torch_history["train_lr"] == expected
+    assert expected[0] < expected[1] == expected[2] == 0.01 and expected[-1] < expected[3] < 0.01
+    np.testing.assert_allclose(ff_history["train_loss"], torch_history["train_loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("script", [mt5_ff, mt5_torch])
+def test_unknown_flags_are_refused_flexflow_flags_taken(script, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        common.parse_args(script.__doc__, ["--epoch", "3"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized argument" in err and "did you mean --epochs?" in err
+    args = common.parse_args(script.__doc__, ["-e", "3", "-b", "4", "-ll:gpu", "1", "-ll:fsize", "1000",
+                                              "-lg:prof", "1", "--profiling", "--lr", "0.1"])
+    assert (args.epochs, args.batch_size, args.lr) == (3, 4, 0.1)
+    with pytest.raises(SystemExit):
+        common.parse_args(script.__doc__, ["-b", "four"])
+    assert "-b needs a int value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", [mt5_ff, mt5_torch])
+def test_help_says_what_the_script_does(script, capsys):
+    with pytest.raises(SystemExit):
+        common.parse_args(script.__doc__, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert common.description(script.__doc__) in text and common.description(script.__doc__).endswith(".")
+    assert "(default: linear)" in text and "FlexFlow's flags" in text
+    if script is mt5_torch:
+        assert "Adam" in script.__doc__ and "SGD)" in script.__doc__
+
+
+def test_out_of_vocab_ids_stop_before_training(prepared, tmp_path, monkeypatch, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data)
+    ids = np.load(data / "numpy" / "train_source_ids.npy")
+    ids[3, 0] = 10_000
+    np.save(data / "numpy" / "train_source_ids.npy", ids)
+    argv = ["-b", "4", "-e", "1", "--max-train", "8", "--data", str(data), "--out",
+            str(tmp_path / "o"), *TINY]
+    monkeypatch.setattr(sys, "argv", [mt5_ff.__file__, *argv])
+    with pytest.raises(SystemExit) as exit_:
+        common.run_script(lambda: mt5_ff.main(argv), "mt5_ff.py")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train_source_ids.npy" in err[0] and "vocabulary" in err[0]
+    assert not (tmp_path / "o" / "ff" / "history.json").exists()

@@ -90,7 +90,7 @@ def test_moves_and_table_reads_are_bit_identical(monkeypatch):
                            generator=torch.Generator().manual_seed(3))
     fused, plain = (_train(ptm, ptm.example_inputs, labels, monkeypatch, f)[1] for f in ("1", "0"))
     fast = [i for i, layer in enumerate(fused._graph)
-            if (layer.op_type.name == "GATHER" and layer.run.state["index"][4] is not None)
+            if (layer.op_type.name == "GATHER" and layer.run.cache["index"][4] is not None)
             or (layer.op_type.name == "EMBEDDING" and layer.outputs[0].grad_value is not None)]
     assert len(fast) >= 5
     for i in fast:

@@ -35,9 +35,7 @@ FORBIDDEN = {"softmax", "layer_norm", "rms_norm", "transpose", "divide", "mean",
              "batch_norm"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="OPT offsets its position ids (ids + 2): integer arithmetic FlexFlow cannot "
-    "run; needs the ids computed on the host")) if n == "opt" else n for n in BUILDERS])
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_forward_matches_pytorch(name):
     model, kwargs = BUILDERS[name]()
     ptm = PyTorchModel(model, is_hf_model=True, **kwargs)

@@ -56,13 +56,17 @@ def test_layer_names_unique_and_short():
     assert "decoder.block.1.layer.2.DenseReluDense.wo" in weighted
 
 
-def test_unsupported_report_hints_at_position_ids():
-    import flexflow_torch
+def test_position_ids_from_the_mask_run_on_the_host():
+    """OPT derives its positions from cumsum(mask) (+ 2): integer work FlexFlow cannot do,
+    computed on the host and fed as an extra DT_INT32 input."""
+    from flexflow_torch import PyTorchModel
     from tiny_models import opt
     model, kwargs = opt()
     kwargs["input_names"] = ["input_ids", "attention_mask"]          # positions from cumsum(mask)
-    report = flexflow_torch.analyze(model, is_hf_model=True, **kwargs)
-    # the cumsum itself converts (a float matmul), but float ids cannot feed the position embedding
-    assert [u.target for u in report.unsupported] == ["aten::embedding"]
-    assert "compute them on the host" in report.unsupported[0].reason
-    assert "position_ids" in str(report) and "model.decoder.embed_positions" in str(report)
+    ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
+    assert ptm.analyze().ok
+    ops = [s["op"] for s in ptm.program.host.steps]
+    assert "aten::cumsum.default" in ops
+    positions = [n for n in ptm.ff_input_names if n.startswith("host.")]
+    assert any(ptm.program.values[v].dtype == "DT_INT32" for v, n in zip(ptm.program.inputs, ptm.ff_input_names)
+               if n in positions)

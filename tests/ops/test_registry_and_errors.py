@@ -64,6 +64,123 @@ def test_bind_arguments_fills_schema_defaults():
     assert bound["eps"] == 1e-5 and bound["weight"] is None
 
 
+def test_analyze_reports_every_problem_without_converting(monkeypatch):
+    """Converters' supports checks see what only converting showed before: one report
+    names the missing converter and the unconvertible uses of converted ops."""
+    import flexflow_torch.pytorch_model as pm
+
+    class Several(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, dilation=2, padding=2)
+            self.pool = torch.nn.AvgPool2d(2, ceil_mode=True)
+
+        def forward(self, x):
+            h = self.pool(self.conv(x))
+            return torch.erf(h) + (h * 2.7).long().float()
+
+    monkeypatch.setattr(pm, "ConversionContext", None)             # analyze() must not need it
+    report = flexflow_torch.analyze(Several(), example_inputs=(_x(1, 3, 7, 7),))
+    reasons = {u.target: u.reason for u in report.unsupported}
+    assert set(reasons) == {"aten::conv2d", "aten::avg_pool2d", "aten::erf", "aten::_to_copy"}, str(report)
+    assert "dilated" in reasons["aten::conv2d"] and "float-to-integer" in reasons["aten::_to_copy"]
+    assert report.unsupported[0].module == "conv"
+
+
+EMPTY = [("[:, :0]", lambda x: x[:, :0] * 2), ("[:, 1:1]", lambda x: x[:, 1:1] * 2),
+         ("[:, 3:1]", lambda x: x[:, 3:1] * 2), ("[:, 5:]", lambda x: x[:, 5:] * 2),
+         ("narrow(1, 0, 0)", lambda x: x.narrow(1, 0, 0) * 2)]
+
+
+@pytest.mark.parametrize("name,fn", EMPTY, ids=[e[0] for e in EMPTY])
+def test_empty_slices_are_reported_where_they_start(name, fn):
+    with pytest.raises(UnsupportedOperatorsError, match=r"aten::slice.Tensor x1 \(produces an empty tensor") as info:
+        PyTorchModel(Lambda(fn), example_inputs=(_x(2, 3, 4),)).program
+    assert len(info.value.report.unsupported) == 1          # not the multiply that follows
+
+
+FINDING_10 = [
+    ("data-dependent shape", lambda x: torch.nonzero(x).float().sum() * x, "depends on the input values"),
+    ("recurrent layer", torch.nn.LSTM(4, 5, batch_first=True), "aten::lstm.input"),
+]
+
+
+@pytest.mark.parametrize("name,model,message", FINDING_10, ids=[f[0] for f in FINDING_10])
+def test_unconvertible_models_are_reported_by_name(name, model, message):
+    model = model if isinstance(model, torch.nn.Module) else Lambda(model)
+    with pytest.raises(UnsupportedOperatorsError, match=message):
+        PyTorchModel(model, example_inputs=(_x(2, 3, 4),)).program
+
+
+def test_a_forward_that_updates_a_buffer_is_refused():
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("calls", torch.zeros(1))
+
+        def forward(self, x):
+            self.calls.add_(1)
+            return x * 2
+
+    with pytest.raises(ConversionError, match="updates calls in place"):
+        PyTorchModel(Counter(), example_inputs=(_x(2, 3),)).program
+
+
+def test_inputs_that_contradict_the_model_or_each_other():
+    import transformers
+    config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                     bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    for seq in (0, -1, (3, 0), 2.5):
+        with pytest.raises(ShapeError, match="seq_length"):
+            PyTorchModel(model, is_hf_model=True, input_names=["input_ids"], batch_size=2, seq_length=seq)
+    with pytest.raises(UnsupportedOperatorsError, match="a table of 16 rows"):          # n_positions 16
+        PyTorchModel(model, is_hf_model=True, input_names=["input_ids"], batch_size=2, seq_length=20).program
+    with pytest.raises(ConversionError, match=r"example input 'input_ids': indices must lie in \[0, 50\)"):
+        PyTorchModel(model, is_hf_model=True, example_inputs={"input_ids": torch.tensor([[1, 60]])}).program
+    ids = {"input_ids": torch.tensor([[1, 6], [2, 3]])}
+    with pytest.raises(ConversionError, match="batch_size=4 contradicts"):
+        PyTorchModel(model, is_hf_model=True, example_inputs=ids, batch_size=4)
+    with pytest.raises(ConversionError, match="seq_length=8 contradicts"):
+        PyTorchModel(model, is_hf_model=True, example_inputs=ids, seq_length=8)
+    assert PyTorchModel(model, is_hf_model=True, example_inputs=ids, batch_size=2, seq_length=2).batch_size == 2
+
+
+def test_library_helpers_leave_the_callers_configuration_alone(monkeypatch):
+    """verify() and the test helpers build their FFModels from their arguments: the
+    caller's FFConfig() and command line (here a pytest-like `-p plugin -b 8`) neither
+    change nor matter."""
+    import sys
+    from flexflow_torch.runtime import FFConfig
+    from flexflow_torch.runtime.config import ensure_runtime
+    ensure_runtime()
+    monkeypatch.setattr(sys, "argv", ["prog", "-b", "8"])
+    before = FFConfig().batch_size
+    assert flexflow_torch.verify(torch.nn.Linear(3, 2), example_inputs=(_x(2, 3),)).ok
+    assert FFConfig().batch_size == before == 8
+    monkeypatch.setattr(sys, "argv", ["pytest", "-p", "no:randomly", "tests/ops"])
+    check_module(Lambda(lambda x: x * 2), (_x(2, 3),), expect_ops=["scalar_multiply"])
+
+
+def test_override_of_a_builtin_before_the_first_conversion():
+    """Built-ins load on first use; a user's entry registered before still wins."""
+    import subprocess
+    import sys
+    code = (
+        "import torch\n"
+        "from flexflow_torch import PyTorchModel, registry\n"
+        "@registry.register(torch.ops.aten.tanh.default, override=True)\n"
+        "def mine(ctx, self):\n"
+        "    return ctx.emit('sigmoid', {'input': ctx.tensor(self)})\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.tanh(x)\n"
+        "print(PyTorchModel(M(), example_inputs=(torch.randn(2, 3),)).program.ff_ops())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['sigmoid']"
+
+
 def test_user_registered_converter_and_override_guard():
     from flexflow_torch.converters._common import scalar_op
 
@@ -97,10 +214,9 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
     ptm = PyTorchModel(torch.nn.Linear(2, 2), example_inputs=(_x(3, 2),))
     with pytest.raises(ModelStateError):
         ptm.copy_weights_to_torch(object())
-    from flexflow_torch.runtime import FFConfig, FFModel, DataType
-    from flexflow_torch.runtime.config import ensure_runtime
-    ensure_runtime()
-    ffmodel = FFModel(FFConfig())
+    from flexflow_torch.runtime import DataType
+    from flexflow_torch.verify import embedded_model
+    ffmodel = embedded_model(batch_size=3)
     with pytest.raises(ShapeError, match="takes 1 inputs"):
         ptm.torch_to_ff(ffmodel, [])
     with pytest.raises(ShapeError, match="shape"):

@@ -1,14 +1,13 @@
 """The embedded runtime's API against FlexFlow's real one
-(/work/shared/flexflow-api/ffmodel_signatures.json, extracted from FlexFlow's source):
+(tests/contract/ffmodel_signatures.json, extracted from FlexFlow's source at 89f10f4;
+tests/contract/test_flexflow_api_facts.py checks it against the released source):
 parameter names, order, kinds and defaults of every method, properties, op wrapper
 classes and enums."""
 
-import ast
 import dataclasses
 import enum
 import inspect
-import json
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,60 +15,12 @@ import pytest
 import flexflow_torch.runtime as rt
 from flexflow_torch.runtime import enums as rt_enums
 
-_CANDIDATES = [os.environ.get("FLEXFLOW_API_JSON", ""),
-               "/work/shared/flexflow-api/ffmodel_signatures.json",
-               str(Path(__file__).resolve().parents[2] / "shared/flexflow-api/ffmodel_signatures.json")]
-SIG_PATH = next((p for p in _CANDIDATES if p and os.path.exists(p)), None)
-pytestmark = pytest.mark.skipif(SIG_PATH is None, reason="FlexFlow signature file not found")
-SIGS = json.load(open(SIG_PATH)) if SIG_PATH else {"classes": {}, "op_wrapper_classes": {},
-                                                     "enums": {}}
+# The facts and the signature comparison live with the contract tests (tests/contract).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
+from flexflow_facts import default_matches, signature_problems, vendored_signatures  # noqa: E402
+
+SIGS = vendored_signatures()
 CLASSES = SIGS["classes"]
-
-_KINDS = {"positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
-          "positional_only": inspect.Parameter.POSITIONAL_ONLY,
-          "keyword_only": inspect.Parameter.KEYWORD_ONLY,
-          "var_positional": inspect.Parameter.VAR_POSITIONAL,
-          "var_keyword": inspect.Parameter.VAR_KEYWORD}
-
-
-def _default_matches(expected_src, actual):
-    """Compare a default written in FlexFlow's source with the runtime's value."""
-    try:
-        literal = ast.literal_eval(expected_src)
-    except (ValueError, SyntaxError):
-        literal = inspect.Parameter.empty
-    if literal is not inspect.Parameter.empty:
-        return type(literal) is type(actual) and literal == actual
-    if isinstance(actual, enum.Enum):             # e.g. ActiMode.AC_MODE_NONE
-        return expected_src == f"{type(actual).__name__}.{actual.name}"
-    if expected_src.endswith("()"):                # e.g. RotaryEmbeddingMeta()
-        cls = getattr(rt, expected_src[:-2])
-        return isinstance(actual, cls) and actual == cls()
-    return False
-
-
-def _signature_problems(qualname, func, expected_params):
-    sig = inspect.signature(func)
-    actual = list(sig.parameters.values())
-    problems = []
-    names = [p.name for p in actual]
-    expected_names = [p["name"] for p in expected_params]
-    if names != expected_names:
-        return [f"{qualname}: parameters {names} != FlexFlow's {expected_names}"]
-    for exp, act in zip(expected_params, actual):
-        if _KINDS[exp["kind"]] != act.kind:
-            problems.append(f"{qualname}({act.name}): kind {act.kind} != {exp['kind']}")
-        if "default" not in exp:
-            if act.default is not inspect.Parameter.empty:
-                problems.append(f"{qualname}({act.name}): has default {act.default!r}, "
-                                "FlexFlow's parameter is required")
-        elif act.default is inspect.Parameter.empty:
-            problems.append(f"{qualname}({act.name}): required, FlexFlow defaults to "
-                            f"{exp['default']}")
-        elif not _default_matches(exp["default"], act.default):
-            problems.append(f"{qualname}({act.name}): default {act.default!r} != "
-                            f"FlexFlow's {exp['default']}")
-    return problems
 
 
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
@@ -91,7 +42,7 @@ def test_methods_present_with_flexflow_signatures(class_name):
         if func is None or not callable(func):
             missing.append(mname)
             continue
-        problems += _signature_problems(f"{class_name}.{mname}", func, minfo["params"])
+        problems += signature_problems(f"{class_name}.{mname}", func, minfo["params"], rt)
     assert not missing, f"{class_name} lacks FlexFlow methods: {missing}"
     assert not problems, "\n".join(problems)
 
@@ -105,7 +56,7 @@ def test_properties(class_name):
             fields = {f.name: f for f in dataclasses.fields(cls)}
             if pname not in fields:
                 problems.append(f"{pname}: not a field")
-            elif not _default_matches(pinfo["default"], fields[pname].default):
+            elif not default_matches(pinfo["default"], fields[pname].default, rt):
                 problems.append(f"{pname}: default {fields[pname].default!r} != {pinfo['default']}")
             continue
         prop = inspect.getattr_static(cls, pname, None)
@@ -117,8 +68,8 @@ def test_properties(class_name):
         if bool(pinfo.get("setter")) != (prop.fset is not None):
             problems.append(f"{pname}: setter presence differs from FlexFlow")
         if pinfo.get("setter_params") and prop.fset is not None:
-            problems += _signature_problems(f"{class_name}.{pname}.setter", prop.fset,
-                                            pinfo["setter_params"])
+            problems += signature_problems(f"{class_name}.{pname}.setter", prop.fset,
+                                           pinfo["setter_params"], rt)
     assert not problems, f"{class_name}: " + "; ".join(problems)
 
 
