@@ -24,6 +24,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .errors import ConversionError, ShapeError
 from .loaders import replay_of, write_constants
+from .pytorch_model import input_arrays
 from .semantics.model import degree_of
 
 GRAPH_FILE = "flexflow_model.safetensors"
@@ -59,8 +60,9 @@ class FlexFlowModel(PreTrainedModel, GenerationMixin):
         if any(op.method == "dropout" and op.args.get("rate", 0) > 0 for op in program.ops):
             raise ConversionError("the program has dropout (converted in training mode) and FlexFlow's dropout "
                                   "drops in inference too: generate with a model converted with training=False")
-        self.names = list(program.input_names)
-        self.shapes = {n: program.values[v].shape for n, v in zip(self.names, program.inputs)}
+        self.names = list(program.user_input_names)     # the host program computes the others
+        self.shapes = program.host.input_shapes if program.host is not None else \
+            {n: program.values[v].shape for n, v in zip(self.names, program.inputs)}
         self.batch = next(iter(self.shapes.values()))[0]
         self.rows = self.batch // degree_of(ffmodel._ffconfig)
         self.logits = self.replay.outputs[program.output_names.index("logits")
@@ -157,8 +159,8 @@ class FlexFlowModel(PreTrainedModel, GenerationMixin):
         return np.concatenate([a, np.repeat(a[:1], self.batch - len(a), axis=0)]) if len(a) < self.batch else a
 
     def _run(self, feeds, rows):
-        for name, tensor in zip(self.names, self.replay.inputs):
-            tensor.set_tensor(self.ffmodel, np.ascontiguousarray(feeds[name], dtype=np.int32))
+        for tensor, array in zip(self.replay.inputs, input_arrays(self.replay.program, feeds)):
+            tensor.set_tensor(self.ffmodel, np.ascontiguousarray(array))
         self.ffmodel.forward()
         return self.logits.get_tensor(self.ffmodel)[:rows]
 

@@ -68,7 +68,7 @@ def unknown_flags(extras):
     return unknown
 
 
-def build_parser(doc, prog=None):
+def build_parser(doc, prog=None, checkpoints=False):
     parser = argparse.ArgumentParser(
         prog=prog, description=description(doc), allow_abbrev=False,
         epilog="FlexFlow's flags are read as FlexFlow reads them: -b BATCH (default 64), "
@@ -102,15 +102,26 @@ def build_parser(doc, prog=None):
                         help="example translations printed per direction at the end (default: 3)")
     parser.add_argument("--no-decode", action="store_true",
                         help="skip decoding the eval set (no predictions.csv, BLEU, chrF)")
+    if checkpoints:
+        parser.add_argument("--checkpoint-every", type=int, metavar="N",
+                            help="write OUT/ff/checkpoint.safetensors (weights, optimizer state, "
+                                 "position, history) every N steps and after every epoch "
+                                 "(default: no checkpoints)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue from OUT/ff/checkpoint.safetensors where it stopped "
+                                 "(same data and batch size), checkpointing as before")
+        parser.add_argument("--force", action="store_true",
+                            help="start afresh although OUT/ff/checkpoint.safetensors exists "
+                                 "(it is overwritten)")
     return parser
 
 
-def parse_args(doc, argv=None, prog=None):
+def parse_args(doc, argv=None, prog=None, checkpoints=False):
     """The script's options plus FlexFlow's flags; anything else is an error (FlexFlow
     skips unknown flags, so a misspelt `--epoch 3` would otherwise train one epoch)."""
     from flexflow_torch.runtime.config import parse_flexflow_args
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(doc, prog)
+    parser = build_parser(doc, prog, checkpoints)
     args, extras = parser.parse_known_args(argv)
     unknown = unknown_flags(extras)
     if unknown:
@@ -127,6 +138,10 @@ def parse_args(doc, argv=None, prog=None):
     args.batch_size, args.epochs = flags["batch_size"], flags["epochs"]
     lr_given = any(a in ("--lr", "--learning-rate") for a in argv)
     args.lr = flags["learning_rate"] if lr_given else (0.001 if args.optimizer == "adam" else 0.01)
+    if checkpoints and args.checkpoint_every is not None and args.checkpoint_every < 1:
+        parser.error("--checkpoint-every must be >= 1")
+    if checkpoints and args.resume and args.force:
+        parser.error("--resume continues the checkpoint, --force starts afresh: pass one of them")
     for name in ("warmup", "max_train", "max_eval", "examples"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
@@ -300,9 +315,16 @@ def epoch_line(history, epoch, epochs, seconds):
 
 
 # --------------------------------------------------------------------------- decoding
+def decode_length(meta):
+    """New tokens per translation: the training targets' length (max_length - 1 tokens,
+    eos included), which is also the decoder length of the converted program."""
+    return meta["max_length"] - 1
+
+
 @torch.no_grad()
 def hf_greedy_decode(model, tokenizer, source_ids, source_mask, max_new_tokens, batch_size=64):
-    """Greedy decoding (num_beams=1, no sampling, no repetition tricks) with HF generate."""
+    """Greedy decoding (num_beams=1, no sampling, no repetition tricks) with HF generate;
+    `model` is a PyTorch model or a converted one (`flexflow_torch.FlexFlowModel`)."""
     model.eval()
     out = []
     for i in range(0, len(source_ids), batch_size):

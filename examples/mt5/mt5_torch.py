@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from common import (batch_tokens, build_model, check_ids, ensure_data, epoch_line,
+from common import (batch_tokens, build_model, check_ids, decode_length, ensure_data, epoch_line,
                     hf_greedy_decode, learning_rate, load_split, load_tokenizer, new_history,
                     parse_args, plot_loss, quiet_hf_progress, report, run_script, set_torch_lr,
                     token_accuracy, torch_optimizer, write_predictions)
@@ -97,7 +97,7 @@ def main(argv=None):
     scores = frame = None
     if not args.no_decode:
         scores, frame = write_predictions(
-            lambda ids, mask: hf_greedy_decode(model, tokenizer, ids, mask, meta["max_length"]),
+            lambda ids, mask: hf_greedy_decode(model, tokenizer, ids, mask, decode_length(meta)),
             args.data, out, args.max_eval)
     plot_loss(history, out / "loss.png", "mt5_torch.py (PyTorch)")
     report("mt5_torch.py", history, scores, frame, out, seconds,

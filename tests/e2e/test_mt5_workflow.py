@@ -19,24 +19,12 @@ import mt5_torch  # noqa: E402
 TINY = ["--d-model", "32", "--layers", "1", "--no-decode"]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mt5data")
-    common.mt5_data.prepare(data_dir=ROOT / "data" / "eng-sin", out=out, vocab_size=400,
-                            log=lambda *a: None)
-    return out
 
 
-def run(script, monkeypatch, argv):
-    """Run a script's main() as `python script argv` would (FFConfig reads sys.argv)."""
-    monkeypatch.setattr(sys, "argv", [script.__file__, *argv])
-    return script.main(argv)
-
-
-def test_ff_script_end_to_end(prepared, tmp_path, monkeypatch):
+def test_ff_script_end_to_end(prepared, tmp_path, run):
     argv = ["-b", "4", "-e", "1", "--max-train", "16", "--max-eval", "8", "--data", str(prepared),
             "--out", str(tmp_path), "--d-model", "32", "--layers", "1"]
-    history, scores = run(mt5_ff, monkeypatch, argv)
+    history, scores = run(mt5_ff, argv)
     out = tmp_path / "ff"
     assert len(history["train_loss"]) == 4 and np.isfinite(history["train_loss"]).all()
     for name in ("predictions.csv", "scores.json", "loss.png", "history.json"):
@@ -51,7 +39,7 @@ def test_ff_script_end_to_end(prepared, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", "0.001"), ("adam", "0.001")])
-def test_ff_and_torch_follow_the_same_loss_curve(prepared, tmp_path, monkeypatch, optimizer, lr):
+def test_ff_and_torch_follow_the_same_loss_curve(prepared, tmp_path, run, optimizer, lr):
     """Same initial weights, data, optimizer and loss definition on both sides.
 
     Tolerance: the two sides sum float32 products in different orders (PyTorch's HF
@@ -59,30 +47,30 @@ def test_ff_and_torch_follow_the_same_loss_curve(prepared, tmp_path, monkeypatch
     weights, so the curves are compared to rtol 1e-4 rather than assert_close's 1.3e-6."""
     argv = ["-b", "4", "-e", "1", "--max-train", "24", "--max-eval", "4", "--data",
             str(prepared), "--optimizer", optimizer, "--lr", lr, *TINY]
-    torch_history, _ = run(mt5_torch, monkeypatch, argv + ["--out", str(tmp_path / "t")])
-    ff_history, _ = run(mt5_ff, monkeypatch, argv + ["--out", str(tmp_path / "f")])
+    torch_history, _ = run(mt5_torch, argv + ["--out", str(tmp_path / "t")])
+    ff_history, _ = run(mt5_ff, argv + ["--out", str(tmp_path / "f")])
     assert len(ff_history["train_loss"]) == len(torch_history["train_loss"]) == 6
     np.testing.assert_allclose(ff_history["train_loss"], torch_history["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(ff_history["eval_loss"], torch_history["eval_loss"], rtol=1e-4)
 
 
-def test_a_few_epochs_lower_the_loss(prepared, tmp_path, monkeypatch):
+def test_a_few_epochs_lower_the_loss(prepared, tmp_path, run):
     argv = ["-b", "8", "-e", "3", "--max-train", "64", "--max-eval", "8", "--data",
             str(prepared), "--out", str(tmp_path), *TINY]
-    history, _ = run(mt5_ff, monkeypatch, argv)
+    history, _ = run(mt5_ff, argv)
     per_epoch = np.array(history["train_loss"]).reshape(3, -1).mean(axis=1)
     assert per_epoch[2] < per_epoch[1] < per_epoch[0]
     assert history["eval_loss"][2] < history["eval_loss"][0]
 
 
-def test_readme_cluster_command_under_flexflow_data_parallel_rules(prepared, tmp_path, monkeypatch):
+def test_readme_cluster_command_under_flexflow_data_parallel_rules(prepared, tmp_path, run):
     """README's real-FlexFlow command (`-ll:gpu 4 -ll:fsize 14000 -ll:zsize 4096`) on the
     embedded runtime: every FlexFlow data-parallel rule accepts the converted mT5 (FlexFlow
     would abort compile or init_layers otherwise), and it trains like one GPU."""
     base = ["-b", "8", "-e", "1", "--max-train", "16", "--max-eval", "8", "--data", str(prepared),
             "--lr", "0.001", *TINY]
-    one, _ = run(mt5_ff, monkeypatch, base + ["--out", str(tmp_path / "one")])
-    four, _ = run(mt5_ff, monkeypatch, ["-ll:gpu", "4", "-ll:fsize", "14000", "-ll:zsize", "4096"] + base
+    one, _ = run(mt5_ff, base + ["--out", str(tmp_path / "one")])
+    four, _ = run(mt5_ff, ["-ll:gpu", "4", "-ll:fsize", "14000", "-ll:zsize", "4096"] + base
                   + ["--out", str(tmp_path / "four")])
     assert np.isfinite(four["train_loss"]).all()
     # Python reads back GPU 0's samples only (2 of 8): a smaller share of the same loss
@@ -95,13 +83,13 @@ def test_readme_cluster_command_under_flexflow_data_parallel_rules(prepared, tmp
         np.testing.assert_allclose(w4[key], w1[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-def test_schedule_is_the_same_on_both_sides(prepared, tmp_path, monkeypatch):
+def test_schedule_is_the_same_on_both_sides(prepared, tmp_path, run):
     """Warm-up then linear decay, set through FlexFlow's optimizer.set_learning_rate in
     mt5_ff.py and the param groups in mt5_torch.py: same rates, same losses."""
     argv = ["-b", "4", "-e", "2", "--max-train", "12", "--max-eval", "4", "--data", str(prepared),
             "--lr", "0.01", "--warmup", "2", *TINY]
-    torch_history, _ = run(mt5_torch, monkeypatch, argv + ["--out", str(tmp_path / "t")])
-    ff_history, _ = run(mt5_ff, monkeypatch, argv + ["--out", str(tmp_path / "f")])
+    torch_history, _ = run(mt5_torch, argv + ["--out", str(tmp_path / "t")])
+    ff_history, _ = run(mt5_ff, argv + ["--out", str(tmp_path / "f")])
     args = common.parse_args(mt5_ff.__doc__, argv)
     expected = [common.learning_rate(args, step, 6) for step in range(6)]
     assert ff_history["train_lr"] == torch_history["train_lr"] == expected
