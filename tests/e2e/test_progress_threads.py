@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from flexflow_torch import threads
+from flexflow_torch.errors import ConfigError
 from flexflow_torch.progress import Progress
 
 
@@ -91,3 +92,27 @@ def test_threads_leave_busy_cores_alone(monkeypatch, busy_jiffies, expected):
     monkeypatch.setattr(threads.time, "sleep", lambda s: None)
     n, why = threads.choose_threads()
     assert n == expected and f"{busy_jiffies / 100:.1f} busy" in why
+
+
+def test_auto_adapts_and_the_governor_follows_the_launch_choice(monkeypatch):
+    """FLEXFLOW_TORCH_THREADS=auto is the default policy (idle cores); a bad count is a
+    ConfigError; configure_threads leaves the runtime's governor free to use every
+    usable core again once the load goes."""
+    import torch
+    for name in threads.ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLEXFLOW_TORCH_THREADS", "auto")
+    assert threads.fixed_threads() is None
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 1.0)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_threads(log=None) == 1
+        assert (threads.GOVERNOR.cap, threads.GOVERNOR.chosen) == (2, 1)
+    finally:
+        torch.set_num_threads(before)
+        threads.GOVERNOR.cap = threads.GOVERNOR.chosen = None
+    monkeypatch.setenv("FLEXFLOW_TORCH_THREADS", "0")
+    with pytest.raises(ConfigError, match="FLEXFLOW_TORCH_THREADS"):
+        threads.choose_threads()
