@@ -351,22 +351,42 @@ KEEP_WHOLE = {torch.ops.aten.lstm.input, torch.ops.aten.lstm.data, torch.ops.ate
 
 
 def check_no_mutation(ep):
-    """Refuse a forward that updates a buffer or an input in place (the signature of a
-    functionalized program, i.e. after `decompose_all`, lists them)."""
+    """Refuse a forward that updates a buffer, a parameter or an input in place. A
+    functionalized program (after `decompose_all`) lists them in its signature; in the
+    program torch.export captures, an in-place op writes (maybe through views) into a
+    placeholder."""
     sig = ep.graph_signature
-    mutated = sorted(set(sig.buffers_to_mutate.values()) | set(sig.user_inputs_to_mutate.values()))
+    mutated = set(sig.buffers_to_mutate.values()) | set(sig.user_inputs_to_mutate.values())
+    names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+    for node in ep.graph.nodes:
+        if not in_place(node):
+            continue
+        for arg, value in zip(node.target._schema.arguments, node.args):
+            if arg.alias_info is not None and arg.alias_info.is_write and isinstance(value, torch.fx.Node):
+                root = _view_root(value)
+                if root.op == "placeholder":
+                    mutated.add(names.get(root.name, root.name))
     if mutated:
-        raise ConversionError(f"the forward updates {', '.join(mutated)} in place; a FlexFlow model keeps no "
-                              "state between batches, so the converted model could not reproduce it (update "
+        raise ConversionError(f"the forward updates {', '.join(sorted(mutated))} in place; a FlexFlow model keeps "
+                              "no state between batches, so the converted model could not reproduce it (update "
                               "such state outside forward)")
+
+
+def _view_root(node):
+    """The tensor `node` is a view of (itself if it is none)."""
+    while (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+           and node.target._schema.returns and node.target._schema.returns[0].alias_info is not None
+           and not node.target._schema.returns[0].alias_info.is_write and node.args
+           and isinstance(node.args[0], torch.fx.Node)):
+        node = node.args[0]
+    return node
 
 
 def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, training=False):
     """(ExportedProgram as torch.export captured it, output names).
 
     In training mode dropout is captured (as `aten.dropout` with train=True). Ops that
-    have no converter are decomposed later (`decompose_missing`, or `decompose_all`,
-    which also functionalizes in-place updates for `check_no_mutation`)."""
+    have no converter are decomposed later (`decompose_missing`, or `decompose_all`)."""
     args, kwargs = call_args(model, inputs, positional, is_hf_model)
     with capture_mode(model, training):
         with _hf_export_settings(model, is_hf_model), _dense_experts(model), torch.no_grad():
@@ -378,6 +398,7 @@ def export_model(model, inputs: OrderedDict, positional: bool, is_hf_model: bool
             except Exception as exc:  # noqa: BLE001 - surface torch.export's reason, typed
                 raise capture_error(model, exc) from exc
     _check_static_shapes(ep)
+    check_no_mutation(ep)
     spec = ep.call_spec.out_spec
     return ep, output_names(pytree.tree_unflatten(list(range(spec.num_leaves)), spec))
 
@@ -420,19 +441,23 @@ def decompose_all(ep):
         return ep.run_decompositions(_decomposition_table().copy())
 
 
-def decompose_missing(graph, nodes) -> bool:
+def decompose_missing(graph, nodes, host=frozenset()) -> bool:
     """Decompose each of `nodes` (ops without a converter) in place, by tracing only that
     op's decomposition on its recorded fake values, as `decompose_all` would have
     decomposed it; re-tracing the whole program costs as much as the export itself.
+    Nodes in `host` read no parameter (passes/host_inputs.py may run them on the host):
+    their decompositions may hold ops without converters that a host program may call.
 
     All or nothing: False (graph untouched) when one of them is an in-place op or
-    decomposes into ops without converters."""
+    decomposes into ops without converters (outside `host`)."""
     traced, by_signature = [], {}
     for node in nodes:
-        key = _signature(node)
+        on_host = node in host
+        key = (_signature(node), on_host)
         if key not in by_signature:
             # composite ops decompose without a table; building torch.export's costs ~0.5 s
-            by_signature[key] = _trace_decomposition(node, {}) or _trace_decomposition(node, _decomposition_table())
+            by_signature[key] = _trace_decomposition(node, {}, on_host) or \
+                _trace_decomposition(node, _decomposition_table(), on_host)
         if by_signature[key] is None:
             return False
         traced.append((node, by_signature[key]))
@@ -457,10 +482,11 @@ def _slots(node):
     return found
 
 
-def _trace_decomposition(node, table):
+def _trace_decomposition(node, table, on_host=False):
     from torch._guards import detect_fake_mode
     from torch.fx.experimental.proxy_tensor import make_fx
     from .passes.constant_folding import SHAPE_ONLY
+    from .passes.host_inputs import ALLOWED as HOST_OPS, overload_name
     slots = _slots(node)
     if node.target._schema.is_mutable or any("val" not in n.meta for n in slots):
         return None
@@ -482,7 +508,8 @@ def _trace_decomposition(node, table):
     for n in gm.graph.nodes:
         if n.op == "placeholder" or any(a in dynamic for a in n.all_input_nodes):
             dynamic.add(n)
-        if missing_converter(n) and n.target not in ASSERTS and n in dynamic and n.target not in SHAPE_ONLY:
+        if missing_converter(n) and n.target not in ASSERTS and n in dynamic and n.target not in SHAPE_ONLY \
+                and not (on_host and overload_name(n.target) in HOST_OPS):
             return None          # constants it creates (scalar_tensor, ...) are folded later
     return gm
 

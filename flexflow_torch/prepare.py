@@ -11,7 +11,7 @@ import torch
 from torch.export.graph_signature import InputKind, TensorArgument
 
 from .capture import (ASSERTS, KEEP_WHOLE, check_no_mutation, decompose_all, decompose_missing, export_model,
-                      in_place, missing_converter)
+                      missing_converter)
 from .context import Param
 from .errors import CaptureError, ConversionError, FlexFlowTorchError
 from . import passes
@@ -71,17 +71,18 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
 
 def _decompose_missing(graph, state) -> bool:
     """Decompose the ops without a converter that constant folding will not remove, each
-    on its own (capture.decompose_missing); False if the whole program must be: also when
-    an op updates a tensor in place (only the functionalized program tells whether a
-    buffer or an input is updated, capture.check_no_mutation)."""
+    on its own (capture.decompose_missing); False if the whole program must be."""
     params, constants, user_inputs = state
-    if any(in_place(n) for n in graph.nodes):
-        return False
     if not any(missing_converter(n) for n in graph.nodes):
         return True
     folded = _run_pass(passes.fold_constants, graph, constants, set(user_inputs) | set(params))
+    reads_params = set(params)
+    for n in graph.nodes:
+        if any(a in reads_params for a in n.all_input_nodes):
+            reads_params.add(n)
     return decompose_missing(graph, [n for n in graph.nodes
-                                     if missing_converter(n) and n not in folded and n.target not in KEEP_WHOLE])
+                                     if missing_converter(n) and n not in folded and n.target not in KEEP_WHOLE],
+                             host={n for n in graph.nodes if n not in reads_params})
 
 
 def _signature(ep, inputs):

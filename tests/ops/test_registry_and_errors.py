@@ -126,6 +126,25 @@ def test_a_forward_that_updates_a_buffer_is_refused():
         PyTorchModel(Counter(), example_inputs=(_x(2, 3),)).program
 
 
+def test_a_forward_that_updates_its_input_through_a_view_is_refused():
+    class ScaleFirstColumn(torch.nn.Module):
+        def forward(self, x):
+            x[:, 0].mul_(2)
+            return x * 1
+
+    with pytest.raises(ConversionError, match="updates x in place"):
+        PyTorchModel(ScaleFirstColumn(), example_inputs=(_x(2, 3),)).program
+
+
+def test_in_place_ops_on_the_forwards_own_tensors_convert():
+    def shifted(x):
+        y = x * 2
+        y.add_(1)
+        return y
+
+    check_module(Lambda(shifted), (_x(2, 3),))
+
+
 def test_inputs_that_contradict_the_model_or_each_other():
     import transformers
     config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2,
