@@ -83,10 +83,11 @@ class SGDOptimizer(_Optimizer):
 
 class AdamOptimizer(_Optimizer):
     """FlexFlow's Adam: L2 weight decay added to the gradient, alpha_t bias correction
-    and eps added to sqrt(v) before correction. Multi-tensor (foreach) operations."""
+    and eps added to sqrt(v) before correction. Multi-tensor (foreach) operations for
+    the moments, one parameter at a time for the update."""
 
     __slots__ = ["handle", "_handle", "lr", "beta1", "beta2", "weight_decay", "epsilon",
-                 "_state", "_beta1_t", "_beta2_t"]
+                 "_state", "_beta1_t", "_beta2_t", "_scratch"]
 
     def __init__(self, ffmodel, alpha=0.001, beta1=0.9, beta2=0.999, weight_decay=0.0,
                  epsilon=1e-8):
@@ -95,6 +96,7 @@ class AdamOptimizer(_Optimizer):
         self.lr, self.beta1, self.beta2 = float(alpha), float(beta1), float(beta2)
         self.weight_decay, self.epsilon = float(weight_decay), float(epsilon)
         self._state, self._beta1_t, self._beta2_t = {}, 1.0, 1.0
+        self._scratch = {}
 
     @torch.no_grad()
     def step(self, params):
@@ -112,9 +114,19 @@ class AdamOptimizer(_Optimizer):
         torch._foreach_add_(m, g, alpha=1 - self.beta1)
         torch._foreach_mul_(v, self.beta2)
         torch._foreach_addcmul_(v, g, g, value=1 - self.beta2)
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_add_(denom, self.epsilon)
-        torch._foreach_addcdiv_(params, m, denom, value=-alpha_t)
+        for p, m_p, v_p in zip(params, m, v):
+            denom = torch.sqrt(v_p, out=self._buffer(v_p)).add_(self.epsilon)
+            p.addcdiv_(m_p, denom, value=-alpha_t)
+
+    def _buffer(self, like):
+        """Room for sqrt(v) + eps of one parameter, reused every step: a fresh tensor the
+        size of the parameters costs a page fault per page each step (the allocator hands
+        large blocks back to the system), more than the update itself."""
+        key = (like.dtype, like.device)
+        buf = self._scratch.get(key)
+        if buf is None or buf.numel() < like.numel():
+            buf = self._scratch[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return buf[:like.numel()].view(like.shape)
 
     def _tensor_state(self):
         return {"m": {k: m for k, (m, _) in self._state.items()},
