@@ -81,6 +81,20 @@ class SGDOptimizer(_Optimizer):
         self._velocity = dict(tensors.get("velocity", {}))
 
 
+CHUNK = 1 << 22        # elements updated at once (16 MB of float32 scratch, not a table's 512 MB)
+
+
+def _chunks(*tensors):
+    """Equal flat slices of same-shaped tensors (whole tensors when not contiguous): an
+    element-wise update over them computes the same bits as over the whole tensors."""
+    if not all(t.is_contiguous() for t in tensors) or tensors[0].numel() <= CHUNK:
+        yield tensors
+        return
+    flat = [t.view(-1) for t in tensors]
+    for i in range(0, flat[0].numel(), CHUNK):
+        yield tuple(f[i:i + CHUNK] for f in flat)
+
+
 class AdamOptimizer(_Optimizer):
     """FlexFlow's Adam: L2 weight decay added to the gradient, alpha_t bias correction
     and eps added to sqrt(v) before correction. Multi-tensor (foreach) operations for
@@ -115,13 +129,14 @@ class AdamOptimizer(_Optimizer):
         torch._foreach_mul_(v, self.beta2)
         torch._foreach_addcmul_(v, g, g, value=1 - self.beta2)
         for p, m_p, v_p in zip(params, m, v):
-            denom = torch.sqrt(v_p, out=self._buffer(v_p)).add_(self.epsilon)
-            p.addcdiv_(m_p, denom, value=-alpha_t)
+            for p_c, m_c, v_c in _chunks(p, m_p, v_p):
+                denom = torch.sqrt(v_c, out=self._buffer(v_c)).add_(self.epsilon)
+                p_c.addcdiv_(m_c, denom, value=-alpha_t)
 
     def _buffer(self, like):
-        """Room for sqrt(v) + eps of one parameter, reused every step: a fresh tensor the
-        size of the parameters costs a page fault per page each step (the allocator hands
-        large blocks back to the system), more than the update itself."""
+        """Room for sqrt(v) + eps of one chunk, reused every step: a fresh tensor the size
+        of the parameters costs a page fault per page each step (the allocator hands large
+        blocks back to the system), more than the update itself."""
         key = (like.dtype, like.device)
         buf = self._scratch.get(key)
         if buf is None or buf.numel() < like.numel():

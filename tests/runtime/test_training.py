@@ -181,10 +181,15 @@ def test_sgd_set_learning_rate(argv, rng):
                                before - 0.5 * grad, rtol=1.3e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [None, 4])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_adam_matches_flexflow_formula(argv, rng, weight_decay):
+def test_adam_matches_flexflow_formula(argv, rng, weight_decay, chunk, monkeypatch):
     """FlexFlow's Adam (fact sheet §8): alpha_t = alpha*sqrt(1-b2^t)/(1-b1^t),
-    g += wd*w, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, w -= alpha_t m/(sqrt(v)+eps)."""
+    g += wd*w, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, w -= alpha_t m/(sqrt(v)+eps).
+    `chunk`: the update of large parameters in slices (here 4 elements of the 15)."""
+    if chunk is not None:
+        from flexflow_torch.runtime import optimizers
+        monkeypatch.setattr(optimizers, "CHUNK", chunk)
     alpha, b1, b2, eps = 0.01, 0.9, 0.99, 1e-8
     torch.manual_seed(8)
     lin = nn.Linear(5, 3)
