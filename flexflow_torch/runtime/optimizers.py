@@ -122,8 +122,10 @@ class AdamOptimizer(_Optimizer):
         g = _grads(params)
         if self.weight_decay:
             g = torch._foreach_add(g, params, alpha=self.weight_decay)
-        state = [self._state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p))) for p in params]
-        m, v = [s[0] for s in state], [s[1] for s in state]
+        for p in params:            # moments made once (not setdefault: its default is built every step)
+            if id(p) not in self._state:
+                self._state[id(p)] = (torch.zeros_like(p), torch.zeros_like(p))
+        m, v = [self._state[id(p)][0] for p in params], [self._state[id(p)][1] for p in params]
         torch._foreach_mul_(m, self.beta1)
         torch._foreach_add_(m, g, alpha=1 - self.beta1)
         torch._foreach_mul_(v, self.beta2)
