@@ -486,7 +486,7 @@ def _trace_decomposition(node, table, on_host=False):
     from torch._guards import detect_fake_mode
     from torch.fx.experimental.proxy_tensor import make_fx
     from .passes.constant_folding import SHAPE_ONLY
-    from .passes.host_inputs import ALLOWED as HOST_OPS, overload_name
+    from .host_program import ALLOWED as HOST_OPS, overload_name
     slots = _slots(node)
     if node.target._schema.is_mutable or any("val" not in n.meta for n in slots):
         return None

@@ -82,7 +82,7 @@ class FFProgram:
         #: why the program runs on one GPU only (FlexFlow's data-parallel rules)
         self.single_gpu: List[str] = []
         self._names = set()
-        #: passes.host_inputs.HostProgram computing the inputs from the user's arrays, or None
+        #: host_program.HostProgram computing the inputs from the user's arrays, or None
         self.host = None
 
     @property
@@ -288,7 +288,7 @@ class FFProgram:
         p.notes, p.batch_size = data["notes"], data["batch_size"]
         p.single_gpu = list(data.get("single_gpu", []))
         if data.get("host") is not None:
-            from .passes.host_inputs import HostProgram
+            from .host_program import HostProgram
             p.host = HostProgram.from_json(data["host"], tensors)
         for k, arr in tensors.items():
             if k.startswith("const/"):

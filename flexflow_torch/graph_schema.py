@@ -287,7 +287,7 @@ def _check_host(w, data, input_names, input_metas, batch, tensors):
     program's inputs (names and shapes). Returns the names of its tensors."""
     if data["host"] is None:
         return set()
-    from .passes.host_inputs import HostProgram
+    from .host_program import HostProgram
     host = HostProgram.from_json(data["host"], {k: v for k, v in tensors.items() if k.startswith("host/")})
     if host.output_names != input_names:
         w.fail("host", f"the host program computes {host.output_names[:5]}, the program takes {input_names[:5]}")

@@ -33,7 +33,7 @@ class PreparedGraph:
     training: bool = False
     ties: dict = field(default_factory=dict)
     fusions: dict = field(default_factory=dict)
-    host: object = None                 # passes.host_inputs.HostProgram: the user's arrays -> FlexFlow inputs
+    host: object = None                 # host_program.HostProgram: the user's arrays -> FlexFlow inputs
 
     def ff_inputs(self, inputs) -> "OrderedDict":
         """The FlexFlow inputs (name -> tensor) for the user's `inputs` (one batch)."""

@@ -13,7 +13,7 @@ import transformers as tf
 from flexflow_torch import PyTorchModel, create_data_loaders, file_to_ff, verify
 from flexflow_torch import runtime as ff
 from flexflow_torch.errors import ConversionError, DataLoaderError, GraphFileError
-from flexflow_torch.passes.host_inputs import HostProgram
+from flexflow_torch.host_program import HostProgram
 from flexflow_torch.verify import embedded_model
 
 from tiny_models import VOCAB, _perturb, opt
