@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.export.graph_signature import InputKind, TensorArgument
 
-from .capture import (ASSERTS, KEEP_WHOLE, check_no_mutation, decompose_all, decompose_missing, export_model,
-                      missing_converter)
+from .capture import KEEP_WHOLE, check_no_mutation, export_model
+from .decompose import ASSERTS, decompose_all, decompose_missing, missing_converter
 from .context import Param
 from .errors import CaptureError, ConversionError, FlexFlowTorchError
 from . import passes
@@ -71,7 +71,7 @@ def prepare(model, inputs: OrderedDict, positional: bool, is_hf_model: bool, tra
 
 def _decompose_missing(graph, state) -> bool:
     """Decompose the ops without a converter that constant folding will not remove, each
-    on its own (capture.decompose_missing); False if the whole program must be."""
+    on its own (decompose.decompose_missing); False if the whole program must be."""
     params, constants, user_inputs = state
     if not any(missing_converter(n) for n in graph.nodes):
         return True
