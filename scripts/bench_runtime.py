@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
     "mlp": "MLP 784-512-10, batch 64",
     "gpt2": "GPT-2 4x256, vocab 8000, tied head, seq 64, batch 8",
-    "mt5": "MT5 of mt5_ff.py (d_model 128, 2+2 layers, vocab 2000), seq 48/47, batch 8",
+    "mt5": "MT5 of mt5_ff.py (d_model 128, 2+2 layers, vocab 2000), seq 24/23 (the prepared rows), batch 8",
 }
 
 
