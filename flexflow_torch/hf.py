@@ -103,22 +103,20 @@ class FlexFlowModel(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, ffmodel=None, tokenizer=None, **kwargs):
         """Rebuild from a folder written by `save_pretrained`, on `ffmodel` (default: a
-        new embedded-runtime FFModel of the graph's batch size)."""
-        from .pytorch_model import file_to_ff
-        from .runtime import CompMode, LossType, MetricsType, SGDOptimizer
-        from .verify import embedded_model
+        new embedded-runtime FFModel of the graph's batch size, the graph replayed on it;
+        a given `ffmodel` already holds it, compiled and initialised)."""
         folder = Path(pretrained_model_name_or_path)
         if not (folder / GRAPH_FILE).is_file():
             raise ConversionError(f"{folder} has no {GRAPH_FILE}: save it with FlexFlowModel.save_pretrained")
         config = AutoConfig.from_pretrained(folder)
-        from .serialization import load_program
-        batch = load_program(folder / GRAPH_FILE).batch_size
         if ffmodel is None:
-            ffmodel = embedded_model(batch)
-            file_to_ff(folder / GRAPH_FILE, ffmodel)
-            ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), comp_mode=CompMode.INFERENCE,
-                            loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                            metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR])
+            from .pytorch_model import Replay, create_input_tensors
+            from .serialization import load_program
+            from .verify import compile_for_inference, embedded_model
+            program = load_program(folder / GRAPH_FILE)          # read and validated once
+            ffmodel = embedded_model(program.batch_size)
+            Replay(program, ffmodel, create_input_tensors(program, ffmodel))
+            compile_for_inference(ffmodel)
             ffmodel.init_layers()
         if tokenizer is None and (folder / "tokenizer_config.json").is_file():
             from transformers import AutoTokenizer

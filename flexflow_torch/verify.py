@@ -73,21 +73,27 @@ def embedded_model(batch_size, degree=1):
     return FFModel(FFConfig._from_flags(["-b", str(batch_size), "-ll:gpu", str(degree)]))
 
 
+def compile_for_inference(ffmodel):
+    """`compile()` for forward passes only (inference mode): FlexFlow's compile requires
+    an optimizer and a loss, which are never used."""
+    from . import runtime as ff
+    ffmodel.compile(optimizer=ff.SGDOptimizer(ffmodel, 0.0), loss_type=ff.LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[ff.MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=ff.CompMode.INFERENCE)
+
+
 def run_converted(program, inputs, *, degree=1):
     """Build an embedded-runtime FFModel from `program`, feed `inputs` (the user's: dict
     or list of tensors/arrays, in input order; inputs computed on the host are computed
     from them) and run one forward (inference mode).
 
     Returns (ffmodel, input_tensors, output_tensors, tensor_map)."""
-    from . import runtime as ff
     from .pytorch_model import Replay, create_data_loaders, create_input_tensors
     inputs = list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
     ffmodel = embedded_model(len(inputs[0]), degree)
     tensors = create_input_tensors(program, ffmodel)
     tensor_map = {}
     replay = Replay(program, ffmodel, tensors, tensor_map=tensor_map)
-    ffmodel.compile(optimizer=ff.SGDOptimizer(ffmodel, 0.0), loss_type=ff.LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[ff.MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=ff.CompMode.INFERENCE)
+    compile_for_inference(ffmodel)
     loaders = create_data_loaders(ffmodel, inputs)
     ffmodel.init_layers()
     for loader in loaders:

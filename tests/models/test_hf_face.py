@@ -14,8 +14,7 @@ from transformers import pipeline
 
 from flexflow_torch import PyTorchModel
 from flexflow_torch.hf import FlexFlowModel
-from flexflow_torch.runtime import CompMode, LossType, MetricsType, SGDOptimizer
-from flexflow_torch.verify import embedded_model
+from flexflow_torch.verify import compile_for_inference, embedded_model
 
 from tiny_models import _perturb
 
@@ -40,8 +39,7 @@ def _face(model, tokenizer, batch, **kwargs):
     ptm = PyTorchModel(model, is_hf_model=True, batch_size=batch, **kwargs)
     ffmodel = embedded_model(batch)
     ptm.torch_to_ff(ffmodel)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
+    compile_for_inference(ffmodel)
     ffmodel.init_layers()
     return FlexFlowModel.from_converted(ptm, ffmodel, tokenizer)
 
