@@ -326,31 +326,42 @@ def _norm_group(ctx, kind, core, x, y, fn):
                      fn, slots)
 
 
+def _sum_last(red, x):
+    """`red` is a reduce_sum of `x` over its last axis, keeping it."""
+    return red is not None and red.op_type == OpType.REDUCE_SUM and red.inputs == [x] and \
+        list(red.attrs["axes"]) == [len(x.dims) - 1] and bool(red.attrs.get("keepdims"))
+
+
+def _rsqrt_mean_eps(red, sc, add, pw, n):
+    """eps of pow(sum * (1/n) + eps, -0.5) composed after the reduce_sum `red` as
+    scalar_multiply, scalar_add and pow layers; None when they are not that."""
+    if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
+        return None
+    eps = _scalar(add, OpType.SCALAR_ADD)
+    if eps is None or add.inputs != sc.outputs or _scalar(pw, OpType.POW, -0.5) is None or pw.inputs != add.outputs:
+        return None
+    return eps
+
+
 def _layer_norm(ctx, i):
     red = ctx.at(i, OpType.REDUCE_SUM)
     if red is None:
         return None
     x = red.inputs[0]
     n = x.dims[-1]
-    last = len(x.dims) - 1
     sc, sub, mul, red2, sc2, add, pw, mul2 = (ctx.layers[i + k] if i + k < len(ctx.layers) else None
                                               for k in range(1, 9))
-    if list(red.attrs["axes"]) != [last] or not red.attrs.get("keepdims") or x.data_type.name != "DT_FLOAT":
+    if not _sum_last(red, x) or x.data_type.name != "DT_FLOAT":
         return None
     if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
         return None
     if sub is None or sub.op_type != OpType.SUBTRACT or sub.inputs != [x, sc.outputs[0]]:
         return None
     c = sub.outputs[0]
-    if mul is None or mul.op_type != OpType.MULTIPLY or mul.inputs != [c, c]:
+    if mul is None or mul.op_type != OpType.MULTIPLY or mul.inputs != [c, c] or not _sum_last(red2, mul.outputs[0]):
         return None
-    if red2 is None or red2.op_type != OpType.REDUCE_SUM or red2.inputs != mul.outputs or \
-            list(red2.attrs["axes"]) != [last] or not red2.attrs.get("keepdims"):
-        return None
-    if _scalar(sc2, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc2.inputs != red2.outputs:
-        return None
-    eps = _scalar(add, OpType.SCALAR_ADD)
-    if eps is None or add.inputs != sc2.outputs or _scalar(pw, OpType.POW, -0.5) is None or pw.inputs != add.outputs:
+    eps = _rsqrt_mean_eps(red2, sc2, add, pw, n)
+    if eps is None:
         return None
     if mul2 is None or mul2.op_type != OpType.MULTIPLY or mul2.inputs != [c, pw.outputs[0]]:
         return None
@@ -366,15 +377,12 @@ def _rms_norm(ctx, i):
     if sq is None or len(set(map(id, sq.inputs))) != 1:
         return None
     x = sq.inputs[0]
-    n, last = x.dims[-1], len(x.dims) - 1
+    n = x.dims[-1]
     red, sc, add, pw, mul = (ctx.layers[i + k] if i + k < len(ctx.layers) else None for k in range(1, 6))
-    if red is None or red.op_type != OpType.REDUCE_SUM or red.inputs != sq.outputs or \
-            list(red.attrs["axes"]) != [last] or not red.attrs.get("keepdims") or x.data_type.name != "DT_FLOAT":
+    if not _sum_last(red, sq.outputs[0]) or x.data_type.name != "DT_FLOAT":
         return None
-    if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
-        return None
-    eps = _scalar(add, OpType.SCALAR_ADD)
-    if eps is None or add.inputs != sc.outputs or _scalar(pw, OpType.POW, -0.5) is None or pw.inputs != add.outputs:
+    eps = _rsqrt_mean_eps(red, sc, add, pw, n)
+    if eps is None:
         return None
     if mul is None or mul.op_type != OpType.MULTIPLY or mul.inputs != [x, pw.outputs[0]]:
         return None
