@@ -8,8 +8,8 @@ At the first forward after `init_layers` the layers (FlexFlow's order) become st
   kernels with the same values and gradients up to float rounding. The group's inner
   tensors are recomputed, unfused, when something reads them (`materialize`).
 
-Activation gradients are kept by reference (`GradStore`); `retain_grad` would copy
-every one of them on every backward.
+Activation gradients are captured by the backward pass itself (`GradStore`): no hook
+per tensor, no copy (`retain_grad` would copy every one of them on every backward).
 """
 
 from __future__ import annotations
@@ -17,37 +17,48 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from ..semantics.grad import scale_grad
 
 
-def _keep(grads, key, index, grad_outputs):
-    grads[key] = grad_outputs[index]
-
-
 class GradStore:
-    """The gradient autograd computed for each activation of the last backward, kept by
-    reference from a tensor hook (leaves keep theirs in `.grad`)."""
+    """The gradient of each activation in the last backward.
+
+    `watch` records the tensor's gradient edge as the forward made it (an in-place op
+    later moves the tensor onto a new node; the edge keeps the value's own gradient);
+    `backward` asks autograd for the weights' gradients and these in one
+    `torch.autograd.grad` call, which captures them in C++: no Python hook per tensor."""
 
     def __init__(self):
-        self.grads = {}
+        self.grads, self.ids, self.edges = {}, [], []
 
     def clear(self):
-        self.grads.clear()          # the hooks hold this dict: clear it, never replace it
+        self.grads, self.ids, self.edges = {}, [], []
 
     def watch(self, value):
-        """Keep `value`'s gradient when autograd computes it (a pre-hook on the node that
-        produced it sees the summed gradient of each of its outputs)."""
-        value.grad_fn.register_prehook(functools.partial(_keep, self.grads, id(value), value.output_nr))
+        self.ids.append(id(value))
+        self.edges.append(GradientEdge(value.grad_fn, value.output_nr) if value.grad_fn is not None
+                          else get_gradient_edge(value))
+
+    def backward(self, target, grad, leaves):
+        """Backpropagate `grad` from `target`: `leaves` (weights, graph inputs) accumulate
+        into `.grad` as `Tensor.backward` would; watched activations keep theirs here."""
+        leaves = list({id(t): t for t in leaves}.values())
+        inputs = leaves + self.edges
+        if not inputs:
+            return
+        grads = torch.autograd.grad(target, inputs, grad, allow_unused=True)
+        for leaf, g in zip(leaves, grads):
+            if g is not None:
+                leaf.grad = g if leaf.grad is None else leaf.grad + g
+        self.grads = dict(zip(self.ids, grads[len(leaves):]))
 
     def of(self, value):
         """The gradient of `value` from the last backward, or None."""
-        if value.is_leaf:
-            return value.grad
-        return self.grads.get(id(value))
-
-    def put(self, value, grad):
-        self.grads[id(value)] = grad
+        if id(value) in self.grads:
+            return self.grads[id(value)]
+        return value.grad if value.is_leaf else None
 
 
 def bind_outputs(model, layer, outs, training):
@@ -64,6 +75,7 @@ def bind_outputs(model, layer, outs, training):
                     store.watch(value)
             elif value.is_floating_point():
                 value = outs[k] = value.detach().requires_grad_(True)
+                store.watch(value)
         h.value = value
         h.pending = None
     if layer.inplace_input is not None:
@@ -130,6 +142,7 @@ class GroupStep:
                         store.watch(value)
                 elif value.is_floating_point():
                     value = value.detach().requires_grad_(True)
+                    store.watch(value)
             h.value, h.pending = value, None
 
     def materialize(self, grads):

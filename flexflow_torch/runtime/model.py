@@ -464,7 +464,8 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
             for w in layer.weights:
                 w.value.grad = None
         if target.requires_grad:
-            torch.autograd.backward(target, grad)
+            leaves = self._params() + [h.value for h in self._input_handles if h.value.requires_grad]
+            self._grad_store.backward(target, grad, leaves)
         scale = 1 if self._exact else self._degree     # L2 is added on every GPU before the all-reduce
         for layer in self._regularized:
             kernel = layer.weights[0].value
