@@ -24,6 +24,8 @@ recomputed unfused when read (executor.GroupStep.materialize).
   the label's probability, multiply(p, p), scalar_multiply(0.5), reduce_sum, subtract
   -> one autograd function: out = sum(p^2)/2 - p[label], dp = g p - onehot(label) g.
   FlexFlow semantics only (exact mode builds no such head).
+- `permute` (fusion_moves.py): reshape, gather of a constant permutation, reshape (a
+  converted transpose) -> one permute, a view: the same bits, values and gradients.
 
 Single layers have fast paths with bit-identical results (`hint_layers`): transposes
 recorded as gathers run as permutes, a shared table read whole is a view of its weight.
@@ -432,5 +434,7 @@ def _gelu_tanh(ctx, i):
     return GeluTanhGroup(layers, [x], [mul.outputs[0]], produced[:-1])
 
 
+from .fusion_moves import _permute  # noqa: E402  (a family of groups built on FusedGroup above)
+
 #: the group recognisers, tried in this order at each layer
-GROUP_MAKERS = (_softmax, _head, _layer_norm, _rms_norm, _gelu_tanh)
+GROUP_MAKERS = (_softmax, _head, _layer_norm, _rms_norm, _gelu_tanh, _permute)

@@ -1,0 +1,52 @@
+"""Fused groups for data movement: a permutation that converted programs record as
+reshape -> gather of a constant permutation -> reshape (context.py `transpose`:
+FlexFlow's own transpose adds into its output buffer), run as one `permute`.
+
+The permuted tensor is a view of the group's input, as PyTorch's own `transpose` is, so
+the copy happens only where a consumer needs contiguous memory (a matmul reads a
+transposed operand as is). Values and gradients are the gather's exactly: a
+permutation moves values and sums nothing. The gather's index is checked at run time
+(bounds, and that it is still that permutation); otherwise the layers run one by one.
+"""
+
+from __future__ import annotations
+
+from ..semantics.shape import checked_index
+from .enums import OpType
+from .fusion import FusedGroup
+
+
+class PermuteGroup(FusedGroup):
+    kind = "permute"
+
+    def __init__(self, layers, inputs, outputs, interior):
+        super().__init__(layers, inputs, outputs, interior)
+        self.gather = layers[1]
+
+    def _permutation(self, x, idx):
+        """(per-sample shape, permute order) of the gather's index, or None."""
+        return checked_index(self.gather.run, x.reshape(x.shape[0], -1), idx, 1)[1]
+
+    def applies(self, values):
+        return self._permutation(*values) is not None
+
+    def fused(self, values, training):
+        x, idx = values
+        shape, order = self._permutation(x, idx)
+        y = x.reshape((x.shape[0],) + shape).permute(order)
+        dims = tuple(self.outputs[0].dims)
+        return [y if tuple(y.shape) == dims else y.reshape(dims)], {}
+
+
+def _permute(ctx, i):
+    flat = ctx.at(i, OpType.RESHAPE)
+    gather, back = ctx.at(i + 1, OpType.GATHER), ctx.at(i + 2, OpType.RESHAPE)
+    if flat is None or gather is None or back is None or "shapes" not in gather.run.cache:
+        return None            # hint_layers marks the gathers that may be permutations
+    x, f = flat.inputs[0], flat.outputs[0]
+    if len(gather.inputs) != 2 or gather.inputs[0] is not f or back.inputs != gather.outputs:
+        return None
+    out = back.outputs[0]
+    if any(c.inplace_input is out for c in ctx.consumers.get(id(out), [])):
+        return None            # an in-place consumer would write through the view into x
+    return PermuteGroup([flat, gather, back], [x, gather.inputs[1]], [out], [f, gather.outputs[0]])
