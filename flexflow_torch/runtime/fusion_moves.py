@@ -21,18 +21,17 @@ class PermuteGroup(FusedGroup):
 
     def __init__(self, layers, inputs, outputs, interior):
         super().__init__(layers, inputs, outputs, interior)
-        self.gather = layers[1]
-
-    def _permutation(self, x, idx):
-        """(per-sample shape, permute order) of the gather's index, or None."""
-        return checked_index(self.gather.run, x.reshape(x.shape[0], -1), idx, 1)[1]
+        self.gather, self.perm = layers[1], None
 
     def applies(self, values):
-        return self._permutation(*values) is not None
+        """The gather's index is a permutation: (per-sample shape, permute order)."""
+        x, idx = values
+        self.perm = checked_index(self.gather.run, x.reshape(x.shape[0], -1), idx, 1)[1]
+        return self.perm is not None
 
     def fused(self, values, training):
-        x, idx = values
-        shape, order = self._permutation(x, idx)
+        shape, order = self.perm          # from applies(), just before
+        x = values[0]
         y = x.reshape((x.shape[0],) + shape).permute(order)
         dims = tuple(self.outputs[0].dims)
         return [y if tuple(y.shape) == dims else y.reshape(dims)], {}

@@ -55,7 +55,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         self._optimizer = self._loss_type = self._label = None
         self._metrics, self._comp_mode = [], CompMode.TRAINING
         self._perf = PerfMetrics(None)
-        self._seeded_grads, self._pending_backward = {}, None
+        self._seeded_grads, self._pending_backward, self._label_ids = {}, None, None
         self._grad_store, self._plan, self._backward_done = GradStore(), None, False
         self._final = self._problems_at = self._by_name = self._weighted = None
         self._grad_enabled = True
@@ -355,7 +355,8 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         pass
 
     def _params(self):
-        return [w.value for layer in self._graph for w in layer.weights
+        layers = self._weighted if self._weighted is not None else self._graph
+        return [w.value for layer in layers for w in layer.weights
                 if w.value is not None and w.value.requires_grad]
 
     def forward(self, seq_length=None):
@@ -450,7 +451,8 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         final = self._final_layer()
         out = final.outputs[0]
         grad = rules.loss_gradient(self._loss_type.name, out.value.detach(), self._label_value(),
-                                   self._ffconfig.batch_size, self._exact, self._degree)
+                                   self._ffconfig.batch_size, self._exact, self._degree,
+                                   labels_checked=True)        # by compute_metrics, just before
         self._seeded_grads[id(out)] = grad
         target = out.value
         if final.op_type == OpType.SOFTMAX and final.inplace_input is None and (

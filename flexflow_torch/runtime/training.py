@@ -124,9 +124,20 @@ class TrainingLoop:
         """(positions, classes) probabilities and (positions,) int64 labels (FlexFlow's
         metric kernels count every non-last position as a sample)."""
         num_classes = output.shape[-1]
+        return output.reshape(-1, num_classes), self._class_ids(labels, num_classes)
+
+    def _class_ids(self, labels, classes):
+        """`labels` as flat int64 class ids, range-checked once per label batch: kept while
+        the label tensor is the same unchanged tensor (next_batch and set_tensor replace
+        or write it; a user's attached array is converted and checked every time)."""
+        cached = self._label_ids
+        if cached is not None and cached[0] is labels and cached[1] == labels._version and cached[2] == classes:
+            return cached[3]
         flat = labels.reshape(-1).long()
-        check_labels(flat, num_classes)
-        return output.reshape(-1, num_classes), flat
+        check_labels(flat, classes)
+        if not getattr(labels, "_ff_external", False):
+            self._label_ids = (labels, labels._version, classes, flat)
+        return flat
 
     @torch.no_grad()
     def compute_metrics(self):

@@ -92,6 +92,28 @@ def test_labels_out_of_range_via_set_tensor_caught_at_backward(ffmodel, rng):
         ffmodel.backward()
 
 
+def test_labels_rechecked_when_the_batch_changes(ffmodel, rng):
+    """Labels are range-checked once per label batch: a new batch (set_tensor) or one
+    written in place after a passing step is still caught."""
+    x = _sparse_model(ffmodel, classes=5)
+    ffmodel.init_layers()
+    x.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.label_tensor.set_tensor(ffmodel, np.full((BATCH, 1), 4, np.int32))
+    ffmodel.forward()
+    ffmodel.backward()
+    ffmodel.label_tensor.set_tensor(ffmodel, np.full((BATCH, 1), 5, np.int32))
+    ffmodel.forward()
+    with pytest.raises(LabelRangeError):
+        ffmodel.backward()
+    ffmodel.label_tensor.set_tensor(ffmodel, np.full((BATCH, 1), 4, np.int32))
+    ffmodel.forward()
+    ffmodel.backward()
+    ffmodel._label.value[0, 0] = -1             # written in place: its version changes
+    ffmodel.forward()
+    with pytest.raises(LabelRangeError):
+        ffmodel.backward()
+
+
 def test_int64_labels_rejected(ffmodel, rng):
     _sparse_model(ffmodel)
     with pytest.raises(DTypeError):
