@@ -85,3 +85,8 @@ class RegistryError(FlexFlowTorchError, TypeError, ValueError):
 
 class CheckpointError(FlexFlowTorchError, ValueError):
     """A checkpoint that does not fit the model, the data or the run resuming from it."""
+
+
+class WeightsChangedError(FlexFlowTorchError, RuntimeError):
+    """A PyTorch parameter was written between conversion and the compile() or save that
+    reads it (the converted program views the model's weights)."""

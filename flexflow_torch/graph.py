@@ -74,6 +74,8 @@ class FFProgram:
         self.output_names: List[str] = []
         self.constants: Dict[int, np.ndarray] = {}
         self.weights: Dict[str, np.ndarray] = {}
+        #: weight key -> (array, tensor, version) where the array views a PyTorch parameter
+        self.weight_origins: Dict[str, tuple] = {}
         #: weight key -> how to copy back into PyTorch: {"param": fqn, "shape": [...]}
         self.weight_sources: Dict[str, dict] = {}
         self.node_values: Dict[str, int] = {}
@@ -173,7 +175,7 @@ class FFProgram:
         loaders to write after it (see `loaders.InputLoader`)."""
         from .backend import enums_for
         from .semantics.model import degree_of
-        from .weights import WeightLoader
+        from .weights import WeightLoader, current
 
         if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX:
             raise ConversionError(f"a layer-name prefix is a string of at most {MAX_PREFIX} characters, "
@@ -224,7 +226,8 @@ class FFProgram:
                 env[vid] = t
             if load_weights:
                 for w in op.weights:
-                    attr_tensors[WeightLoader(prefix + op.name, w["param_id"], w["key"])] = self.weights[w["key"]]
+                    attr_tensors[WeightLoader(prefix + op.name, w["param_id"], w["key"], self)] = \
+                        current(self, w["key"])
         return [env[v] for v in self.outputs]
 
     def index_limits(self):

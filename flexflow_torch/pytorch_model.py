@@ -306,9 +306,9 @@ class PyTorchModel:
         that e.g. HF `save_pretrained` saves them. The converted programs' copies of the
         weights follow, so `torch_to_file` then saves the trained weights too."""
         replay = self._replay(ffmodel)
-        copy_weights_to_torch(ffmodel, replay.program, self.model, replay.prefix)
+        snapshot = copy_weights_to_torch(ffmodel, replay.program, self.model, replay.prefix)
         self._weights.clear()
-        self._weights.update({k: (replay.program.weight_sources[k], a) for k, a in replay.program.weights.items()})
+        self._weights.update(snapshot)
         for program in self._programs():
             if program is not replay.program:
                 refresh_weights(program, self.model, self._weights)

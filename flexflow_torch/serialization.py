@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .errors import GraphFileError
+from .weights import current
 from .graph import FFProgram
 
 META_KEY = "flexflow_torch.program"
@@ -42,7 +43,7 @@ def save_program(program: FFProgram, path) -> str:
     from safetensors.numpy import save_file
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise GraphFileError(f"a graph file path is a str or os.PathLike, got {type(path).__name__}")
-    tensors = {f"weight/{k}": np.ascontiguousarray(v) for k, v in program.weights.items()}
+    tensors = {f"weight/{k}": np.ascontiguousarray(current(program, k)) for k in program.weights}
     tensors.update({f"const/{k}": np.ascontiguousarray(v) for k, v in program.constants.items()})
     if program.host is not None:           # the host-side input program's constants
         tensors.update({f"host/{k}": v.contiguous().numpy() for k, v in program.host.constants.items()})

@@ -9,11 +9,15 @@ FlexFlow shape it is then viewed as (a conv1d kernel as (out, in, 1, k), a table
 rows x cols), and optionally the rows of axis 0 it holds (one group of a grouped
 convolution is a layer of its own). Copy-back applies its inverse.
 
-The program holds a copy of every weight, taken when the parameter is bound (one copy,
-in the FlexFlow layout, float32): what `compile()` loads and `torch_to_file` saves is
-what the PyTorch model held at conversion, never a mix of that and later changes.
-`copy_weights_to_torch` brings the program's copy up to date with the trained weights
-it writes into the model."""
+The program's weight for a float32 CPU parameter is a view of the parameter in the
+FlexFlow layout (transposed, sliced or reshaped without copying), so that converting
+costs no memory: the FFModel's weights are the one copy. Other parameters (another
+dtype, a layout no view can give) are copied when bound. `compile()` and `torch_to_file`
+read the views through `current()`, which raises WeightsChangedError when a parameter
+was written after conversion (its version counter moved: optimizer steps,
+load_state_dict, any in-place op; not writes through `.data`): what they load or save
+is what the model held at conversion, never a mix of that and later changes.
+`copy_weights_to_torch` writes the trained weights into the model and views them anew."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from .errors import ConversionError, GraphFileError
+from .errors import ConversionError, GraphFileError, WeightsChangedError
 
 
 def layout_of(param, layout=None) -> dict:
@@ -51,15 +55,32 @@ def held(tensor, layout: dict):
     return tensor if rows is None else tensor[rows[0]:rows[1]]
 
 
-def to_flexflow(tensor: torch.Tensor, layout: dict) -> np.ndarray:
-    """The FlexFlow weight for a PyTorch parameter value: a new float32 array, written in
-    one pass (cast, transpose and view together: one copy, never an alias)."""
-    out = np.empty(layout["shape"], dtype=np.float32)
+def _checked(tensor, layout):
     t = tensor.detach()
     if tuple(t.shape) != tuple(layout["torch_shape"]):
         raise ConversionError(f"{layout['param']} has shape {tuple(t.shape)}, the program was converted for "
                               f"{tuple(layout['torch_shape'])}")
+    return t
+
+
+def flexflow_view(tensor: torch.Tensor, layout: dict):
+    """The FlexFlow weight as a NumPy view of a float32 CPU parameter (no copy), or None
+    when the layout needs a copy or the parameter another dtype or device."""
+    t = _checked(tensor, layout)
+    if t.dtype != torch.float32 or t.device.type != "cpu" or t.is_sparse:
+        return None
     t = held(t, layout)
+    try:
+        return (t.t() if layout["transpose"] else t).view(layout["shape"]).numpy()
+    except RuntimeError:                    # no view gives that layout
+        return None
+
+
+def to_flexflow(tensor: torch.Tensor, layout: dict) -> np.ndarray:
+    """The FlexFlow weight for a PyTorch parameter value: a new float32 array, written in
+    one pass (cast, transpose and view together: one copy, never an alias)."""
+    out = np.empty(layout["shape"], dtype=np.float32)
+    t = held(_checked(tensor, layout), layout)
     if layout["transpose"]:
         torch.from_numpy(out).copy_(t.t())
     else:
@@ -82,22 +103,50 @@ def to_torch(array, layout: dict) -> torch.Tensor:
     return value.reshape(torch_shape)
 
 
+def _entry(record, tensor, copy=None):
+    """A snapshot entry (layout record, array, origin): a view of `tensor` with its origin
+    (view, tensor, version) for `current()`, else `copy` or a new copy of `tensor`."""
+    view = flexflow_view(tensor, record)
+    if view is not None:
+        return record, view, (view, tensor, tensor._version)
+    return record, (to_flexflow(tensor, record) if copy is None else copy), None
+
+
+def _take(program, snapshot, key, record, tensor):
+    """program.weights[key]: the snapshot's array for `key`, made on first use."""
+    if key not in snapshot or snapshot[key][0] != record:
+        snapshot[key] = _entry(record, tensor)
+    program.weights[key] = snapshot[key][1]
+    if snapshot[key][2] is not None:
+        program.weight_origins[key] = snapshot[key][2]
+
+
+def current(program, key) -> np.ndarray:
+    """program.weights[key], checked: a view of a PyTorch parameter must still hold what
+    the parameter held at conversion."""
+    array = program.weights[key]
+    origin = program.weight_origins.get(key)
+    if origin is not None and origin[0] is array and origin[1]._version != origin[2]:
+        raise WeightsChangedError(
+            f"the PyTorch parameter {program.weight_sources[key]['param']} was written after conversion "
+            "(the converted program reads the model's weights without copying them): convert the model "
+            "again after changing it, or change it after compile()")
+    return array
+
+
 def bind(program, param, layout=None, snapshot=None) -> str:
     """Register `param` (a context.Param) as a weight of `program`; returns its key.
 
-    `snapshot` ({key: (layout record, array)}) holds the copies taken by the earlier
-    conversions of the same model (eval and training mode, layouts for one or more GPUs):
-    a program converted later binds the same copy, not the model's value by then."""
+    `snapshot` ({key: (layout record, array, origin)}) holds the weights bound by the
+    earlier conversions of the same model (eval and training mode, layouts for one or
+    more GPUs): a program converted later binds the same array."""
     record = layout_of(param, layout)
     key = param.fqn if "rows" not in record else f"{param.fqn}[{record['rows'][0]}:{record['rows'][1]}]"
     if key in program.weight_sources:
         if program.weight_sources[key] != record:
             raise ConversionError(f"internal: {key} bound twice with different layouts")
         return key
-    snapshot = {} if snapshot is None else snapshot
-    if key not in snapshot or snapshot[key][0] != record:
-        snapshot[key] = (record, to_flexflow(param.tensor, record))
-    program.weights[key] = snapshot[key][1]
+    _take(program, {} if snapshot is None else snapshot, key, record, param.tensor)
     program.weight_sources[key] = record
     return key
 
@@ -107,9 +156,7 @@ def refresh(program, module: torch.nn.Module, snapshot):
     copy-back), through `snapshot`: arrays already taken are shared."""
     params = _named_tensors(module)
     for key, src in program.weight_sources.items():
-        if key not in snapshot or snapshot[key][0] != src:
-            snapshot[key] = (src, to_flexflow(_target(params, key, src), src))
-        program.weights[key] = snapshot[key][1]
+        _take(program, snapshot, key, src, _target(params, key, src))
 
 
 class WeightLoader:
@@ -121,12 +168,18 @@ class WeightLoader:
     PyTorch weights are in place right after `compile()` on both backends. (Weights,
     unlike input tensors, survive init_layers.)"""
 
-    def __init__(self, layer_name, param_id, key):
-        self.layer_name, self.param_id, self.key = layer_name, param_id, key
+    def __init__(self, layer_name, param_id, key, program=None):
+        self.layer_name, self.param_id, self.key, self.program = layer_name, param_id, key, program
 
     def set_tensor(self, ffmodel, array):
+        if self.program is not None and self.program.weights.get(self.key) is array:
+            current(self.program, self.key)
         param = ffmodel.get_layer_by_name(self.layer_name).get_parameter_by_id(self.param_id)
-        param.set_weights(ffmodel, np.ascontiguousarray(array, dtype=np.float32))
+        copy_in = getattr(param, "copy_in", None)       # the embedded runtime reads views as they are
+        if copy_in is not None:
+            copy_in(array)
+        else:                                           # FlexFlow copies a raw C buffer
+            param.set_weights(ffmodel, np.ascontiguousarray(array, dtype=np.float32))
 
     def __repr__(self):
         return f"WeightLoader({self.layer_name!r}, {self.param_id}, {self.key!r})"
@@ -164,15 +217,23 @@ def _target(params, key, src):
 @torch.no_grad()
 def copy_weights_to_torch(ffmodel, program, module: torch.nn.Module, prefix=""):
     """Write FlexFlow's current weights into `module`'s parameters (in place), each
-    through the inverse of its layout, and make them the program's copy too.
+    through the inverse of its layout, and make them the program's weights too (views of
+    the parameters, or FlexFlow's float32 values where no view can be); returns the new
+    snapshot.
 
     Tied parameters share storage, so writing one writes all."""
     params = _named_tensors(module)
     targets = {key: _target(params, key, src) for key, src in program.weight_sources.items()}
+    arrays = {}
     for key, src in program.weight_sources.items():
-        array = layer_parameter(ffmodel, program, key, prefix).get_weights(ffmodel)
-        held(targets[key], src).copy_(to_torch(array, src).to(targets[key].dtype))
-        program.weights[key] = np.ascontiguousarray(array, dtype=np.float32)
+        arrays[key] = np.ascontiguousarray(layer_parameter(ffmodel, program, key, prefix).get_weights(ffmodel),
+                                           dtype=np.float32)
+        held(targets[key], src).copy_(to_torch(arrays[key], src).to(targets[key].dtype))
+    snapshot = {}          # after every write: a tied parameter is written once per key
+    for key, src in program.weight_sources.items():
+        snapshot[key] = _entry(src, targets[key], copy=arrays.pop(key))
+        _take(program, snapshot, key, src, targets[key])
+    return snapshot
 
 
 def check_weights(weights: dict, sources: dict, what: str):

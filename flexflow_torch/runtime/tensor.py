@@ -280,6 +280,18 @@ class Parameter(Tensor):
             self.handle.value.copy_(torch.from_numpy(np_array))
         return True
 
+    def copy_in(self, array):
+        """set_weights for flexflow_torch's weight loading: `array` (float32, the weight's
+        dims) may be a strided view of a PyTorch parameter, copied without a contiguous
+        temporary."""
+        if self.handle.value is None:
+            raise ModelStateError("weights exist only after ffmodel.compile()")
+        if tuple(array.shape) != self.dims or array.dtype != np.float32:
+            raise ShapeError(f"weight for {self.handle.describe()}: got {array.dtype} {tuple(array.shape)}, "
+                             f"needs float32 {self.dims}")
+        with torch.no_grad():
+            self.handle.value.copy_(torch.from_numpy(array))
+
     def get_weights(self, ffmodel):
         """The weight's values as a float32 NumPy array of shape `dims`."""
         if self.handle.value is None:

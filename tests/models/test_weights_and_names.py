@@ -1,12 +1,16 @@
-"""Weights belong to the program from conversion on (never an alias of live PyTorch
-memory), copy-back goes through each weight's layout record, and two conversions into
-one FFModel keep their own layers (findings 1 and 2 of issue 11)."""
+"""The program's weights view the PyTorch parameters from conversion on (no copy: the
+FFModel's weights are the one copy), and what compile() and torch_to_file read is what
+the model held at conversion or a WeightsChangedError; copy-back goes through each
+weight's layout record, and two conversions into one FFModel keep their own layers
+(findings 1 and 2 of issue 11)."""
 
 import numpy as np
+import pytest
 import torch
 
 import flexflow_torch
 from flexflow_torch import PyTorchModel
+from flexflow_torch.errors import WeightsChangedError
 from flexflow_torch.runtime import CompMode, LossType, MetricsType, SGDOptimizer
 from flexflow_torch.testing import sgd_steps_ff, torch_outputs
 from flexflow_torch.verify import embedded_model
@@ -34,13 +38,49 @@ def test_file_saved_after_training_and_copy_back_is_the_trained_model(tmp_path):
     assert flexflow_torch.verify(ptm).ok          # the eval program follows the trained weights too
 
 
-def test_compile_loads_the_weights_of_conversion_time():
-    """Changing the PyTorch model after conversion changes nothing FlexFlow loads."""
+def test_conversion_views_the_weights_and_refuses_to_read_changed_ones(tmp_path):
+    """float32 parameters are bound as views (GPT-2's Conv1D kernels transposed, the tied
+    table as rows): nothing is copied at conversion. A parameter changed afterwards
+    makes compile() and torch_to_file raise WeightsChangedError naming it, not load a mix
+    of old and new weights; converting again loads the new values."""
     model, kwargs = gpt2()
     ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
     program = ptm.program
+    params = dict(model.named_parameters())
+    for key, src in program.weight_sources.items():
+        assert np.shares_memory(program.weights[key], params[src["param"]].detach().numpy()), key
+    ffmodel = embedded_model(batch_size=2)
+    ptm.torch_to_ff(ffmodel)
+    with torch.no_grad():
+        params["transformer.h.0.attn.c_attn.weight"].add_(1.0)
+    with pytest.raises(WeightsChangedError, match="transformer.h.0.attn.c_attn.weight"):
+        ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                        metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
+    with pytest.raises(WeightsChangedError):
+        ptm.torch_to_ff(embedded_model(batch_size=2))
+    with pytest.raises(WeightsChangedError):
+        ptm.torch_to_file(tmp_path / "mixed.safetensors")
+
+    again = PyTorchModel(model, is_hf_model=True, **kwargs)
+    expected = {key: to_flexflow(params[src["param"]], src) for key, src in again.program.weight_sources.items()}
+    ffmodel = embedded_model(batch_size=2)
+    again.torch_to_ff(ffmodel)
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
+                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
+    loaded = read_weights(ffmodel, again.program)
+    assert loaded.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(loaded[key], expected[key])
+
+
+def test_weights_of_other_dtypes_are_copied_at_conversion():
+    """A bfloat16 model's weights cannot be viewed as FlexFlow's float32: they are copied
+    when bound, so later changes to the model do not reach compile()."""
+    model, kwargs = gpt2()
+    model = model.to(torch.bfloat16)
+    ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
     expected = {key: to_flexflow(dict(model.named_parameters())[src["param"]], src)
-                for key, src in program.weight_sources.items()}
+                for key, src in ptm.program.weight_sources.items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -48,8 +88,7 @@ def test_compile_loads_the_weights_of_conversion_time():
     ptm.torch_to_ff(ffmodel)
     ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
                     metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
-    loaded = read_weights(ffmodel, program)
-    assert loaded.keys() == expected.keys()
+    loaded = read_weights(ffmodel, ptm.program)
     for key in expected:
         np.testing.assert_array_equal(loaded[key], expected[key])
 
