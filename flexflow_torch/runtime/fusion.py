@@ -28,7 +28,9 @@ recomputed unfused when read (executor.GroupStep.materialize).
   converted transpose) -> one permute, a view: the same bits, values and gradients.
 
 Single layers have fast paths with bit-identical results (`hint_layers`): transposes
-recorded as gathers run as permutes, a shared table read whole is a view of its weight.
+recorded as gathers run as permutes, a shared table read whole is a view of its weight
+whose lookups (gathers along its last axis) send it sparse gradients, summed densely
+once (semantics/grad.py TableRead, SparseGatherGrad).
 
 `FLEXFLOW_TORCH_FUSION=0` runs every layer on its own, without the fast paths.
 """

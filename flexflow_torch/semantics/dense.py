@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
 from .base import FLOAT, HALF, INTS, Stage
+from .grad import TableRead
 from .spec import OpSpec, WeightDecl, register
 
 _FUSED = {"AC_MODE_NONE": None, "AC_MODE_RELU": torch.relu, "AC_MODE_SIGMOID": torch.sigmoid}
@@ -215,7 +216,8 @@ class Embedding(OpSpec):
     def forward(self, run, ins, ws, num_embeddings, embedding_dim, aggr, dtype="DT_FLOAT"):
         ids = ins[0]
         if aggr == "AGGR_MODE_NONE" and run.cache.get("table_views") and _reads_whole_table(run, ids, num_embeddings):
-            return [ws[0].unsqueeze(0)]      # every row in order: the table itself, not a copy
+            w = ws[0]                        # every row in order: the table itself, not a copy
+            return [TableRead.apply(w) if w.requires_grad and torch.is_grad_enabled() else w.unsqueeze(0)]
         if ids.numel():
             lo, hi = (int(v) for v in torch.aminmax(ids))
             if lo < 0 or hi >= num_embeddings:

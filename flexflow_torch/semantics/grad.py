@@ -81,3 +81,44 @@ class InplaceGrad(torch.autograd.Function):
         x, y = ctx.saved_tensors
         d = ctx.vjp(g, x, y)
         return (g + d if ctx.accumulate else d), None, None, None
+
+
+class TableRead(torch.autograd.Function):
+    """A whole embedding table read as a tensor (`w.unsqueeze(0)`, a view of the weight),
+    whose incoming gradient may be sparse (`SparseGatherGrad`): it reaches the weight
+    dense. Several sparse gradients meet here as sparse sums first, so a shared table's
+    lookups cost no dense (rows, cols) buffer each."""
+
+    @staticmethod
+    def forward(ctx, w):
+        return w.unsqueeze(0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.to_dense() if g.is_sparse else g).squeeze(0)
+
+
+class SparseGatherGrad(torch.autograd.Function):
+    """torch.gather along the last axis of a `TableRead` with a sparse COO gradient: the
+    same values as gather's dense scatter-add gradient, summed in another order (FlexFlow's
+    gather backward adds with atomics: no order either, gather_kernels.cu
+    gather_backward)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        return torch.gather(x, x.dim() - 1, index)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        lead = [torch.arange(n, device=index.device).view([-1 if k == d else 1 for k in range(index.dim())])
+                .expand(index.shape).reshape(-1) for d, n in enumerate(index.shape[:-1])]
+        coords = torch.stack(lead + [index.reshape(-1)])
+        return torch.sparse_coo_tensor(coords, g.reshape(-1), ctx.shape, check_invariants=False), None
+
+
+def reads_table(x):
+    """Whether `x` is a `TableRead` output (its gradient may come sparse)."""
+    return x.grad_fn is not None and type(x.grad_fn) is TableRead._backward_cls

@@ -10,6 +10,7 @@ import torch
 
 from ..errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
 from .base import FLOAT, HALF, INT32, INT64, INTS, BOOLEAN, DOUBLE, Stage
+from .grad import SparseGatherGrad, reads_table
 from .spec import DOUBLE as DOUBLE_GRAD, OpSpec, register
 
 
@@ -221,6 +222,8 @@ class Gather(OpSpec):
         if perm is not None:          # a constant permutation: the same values as the gather
             shape, order = perm
             return [x.reshape((x.shape[0],) + shape).permute(order).reshape(x.shape)]
+        if dim == x.dim() - 1 and reads_table(x):     # a shared table's lookup: no dense gradient
+            return [SparseGatherGrad.apply(x, index)]
         return [torch.gather(x, dim, index)]
 
     def index_checker(self, run, dim):

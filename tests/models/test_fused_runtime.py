@@ -81,7 +81,8 @@ def test_fused_training_matches_layer_by_layer(converted, mode, monkeypatch):
 def test_moves_and_table_reads_are_bit_identical(monkeypatch):
     """GPT-2's attention transposes (reshape, gather with constant indices, reshape) run
     as one permute and its tied head's table read (embedding of ids 0..rows-1) is the
-    weight itself: the same bits as gather / embedding (no other group formed, so that
+    weight itself, its lookups' gradients sparse: the same bits as gather / embedding with
+    dense scatter-add gradients (no other group formed, so that
     nothing else differs), for every tensor and weight after training."""
     monkeypatch.setattr(fusion, "GROUP_MAKERS", (fusion._permute,))
     model, kwargs = gpt2()
