@@ -29,8 +29,8 @@ recomputed unfused when read (executor.GroupStep.materialize).
 
 Single layers have fast paths with bit-identical results (`hint_layers`): transposes
 recorded as gathers run as permutes, a shared table read whole is a view of its weight
-whose lookups (gathers along its last axis) send it sparse gradients, summed densely
-once (semantics/grad.py TableRead, SparseGatherGrad).
+whose lookups (gathers along its last axis) add their gradients into its own, with no
+dense buffer of their own (semantics/grad.py TableRead, TableLookup).
 
 `FLEXFLOW_TORCH_FUSION=0` runs every layer on its own, without the fast paths.
 """
@@ -68,15 +68,19 @@ def _enabled():
     return os.environ.get("FLEXFLOW_TORCH_FUSION", "1").strip() not in ("0", "false", "no", "off")
 
 
-def hint_layers(layers):
+def hint_layers(layers, consumers):
     """Enable the single-layer fast paths of semantics/: a gather along axis 1 of a
     (batch, n) reshape of (batch, *shape) may be a transpose (converters record
     permutations as gathers), so it tests its index against the permutations of
     `shape` (shape.py checked_index); an embedding reading its whole table in order
-    returns the table itself (dense.py)."""
+    returns the table itself (dense.py), and owns the gradient its readers give it when
+    they are matrix products and gathers (fresh tensors: grad.py TableRead)."""
     for layer in layers:
         if layer.op_type == OpType.EMBEDDING:
             layer.run.cache["table_views"] = True
+            readers = consumers.get(id(layer.outputs[0]), [])
+            layer.run.cache["owns_table_grad"] = bool(readers) and all(
+                r.op_type in (OpType.BATCH_MATMUL, OpType.GATHER) for r in readers)
         if layer.op_type != OpType.GATHER or layer.attrs.get("dim") != 1 or len(layer.inputs[0].dims) != 2:
             continue
         src = layer.inputs[0].owner_layer
@@ -87,11 +91,11 @@ def hint_layers(layers):
 def find_groups(layers, model):
     if not _enabled():
         return []
-    hint_layers(layers)
     consumers = {}
     for layer in layers:
         for h in dict.fromkeys(layer.inputs):
             consumers.setdefault(id(h), []).append(layer)
+    hint_layers(layers, consumers)
     ctx = _Context(layers, consumers, model)
     groups, i = [], 0
     while i < len(layers):

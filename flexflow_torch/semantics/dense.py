@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
 from .base import FLOAT, HALF, INTS, Stage
-from .grad import TableRead
+from .grad import read_table
 from .spec import OpSpec, WeightDecl, register
 
 _FUSED = {"AC_MODE_NONE": None, "AC_MODE_RELU": torch.relu, "AC_MODE_SIGMOID": torch.sigmoid}
@@ -217,7 +217,9 @@ class Embedding(OpSpec):
         ids = ins[0]
         if aggr == "AGGR_MODE_NONE" and run.cache.get("table_views") and _reads_whole_table(run, ids, num_embeddings):
             w = ws[0]                        # every row in order: the table itself, not a copy
-            return [TableRead.apply(w) if w.requires_grad and torch.is_grad_enabled() else w.unsqueeze(0)]
+            if w.requires_grad and torch.is_grad_enabled():
+                return [read_table(w, bool(run.cache.get("owns_table_grad")))]
+            return [w.unsqueeze(0)]
         if ids.numel():
             lo, hi = (int(v) for v in torch.aminmax(ids))
             if lo < 0 or hi >= num_embeddings:

@@ -84,41 +84,63 @@ class InplaceGrad(torch.autograd.Function):
 
 
 class TableRead(torch.autograd.Function):
-    """A whole embedding table read as a tensor (`w.unsqueeze(0)`, a view of the weight),
-    whose incoming gradient may be sparse (`SparseGatherGrad`): it reaches the weight
-    dense. Several sparse gradients meet here as sparse sums first, so a shared table's
-    lookups cost no dense (rows, cols) buffer each."""
+    """A whole embedding table read as a tensor (`w.unsqueeze(0)`, a view of the weight).
+
+    Its lookups (`TableLookup`) hand it their gradients instead of giving them to
+    autograd, and its backward scatter-adds them (gather's backward) into the gradient its
+    other users gave: one dense (rows, cols) buffer in all, where each lookup would zero
+    one and autograd would add them up. `owns_grad`: that gradient is a fresh tensor no
+    one else holds (the table's other users are matrix products and gathers), so the
+    lookups add into it in place; otherwise into a copy."""
 
     @staticmethod
-    def forward(ctx, w):
+    def forward(ctx, w, lookups, owns_grad):
+        ctx.lookups, ctx.owns_grad, ctx.shape = lookups, owns_grad, (1,) + tuple(w.shape)
         return w.unsqueeze(0)
 
     @staticmethod
     def backward(ctx, g):
-        return (g.to_dense() if g.is_sparse else g).squeeze(0)
+        parts = list(ctx.lookups)
+        ctx.lookups.clear()
+        if parts:
+            if g is None:
+                g = parts[0][1].new_zeros(ctx.shape)
+            elif not ctx.owns_grad:
+                g = g.clone(memory_format=torch.contiguous_format)
+            else:
+                g = g.contiguous()
+            for index, part in parts:
+                g.scatter_add_(2, index, part)
+        return (None if g is None else g.squeeze(0)), None, None
 
 
-class SparseGatherGrad(torch.autograd.Function):
-    """torch.gather along the last axis of a `TableRead` with a sparse COO gradient: the
-    same values as gather's dense scatter-add gradient, summed in another order (FlexFlow's
-    gather backward adds with atomics: no order either, gather_kernels.cu
-    gather_backward)."""
+class TableLookup(torch.autograd.Function):
+    """torch.gather along the last axis of a `TableRead`, whose gradient goes to the
+    table read's list (`sink`) rather than through autograd. The table's gradient gets
+    the same terms, summed in another order (FlexFlow's gather backward adds with
+    atomics, in no order either: gather_kernels.cu gather_backward)."""
 
     @staticmethod
-    def forward(ctx, x, index):
+    def forward(ctx, x, index, sink):
         ctx.save_for_backward(index)
-        ctx.shape = x.shape
+        ctx.sink = sink
         return torch.gather(x, x.dim() - 1, index)
 
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved_tensors
-        lead = [torch.arange(n, device=index.device).view([-1 if k == d else 1 for k in range(index.dim())])
-                .expand(index.shape).reshape(-1) for d, n in enumerate(index.shape[:-1])]
-        coords = torch.stack(lead + [index.reshape(-1)])
-        return torch.sparse_coo_tensor(coords, g.reshape(-1), ctx.shape, check_invariants=False), None
+        ctx.sink.append((index, g))
+        return None, None, None
 
 
-def reads_table(x):
-    """Whether `x` is a `TableRead` output (its gradient may come sparse)."""
-    return x.grad_fn is not None and type(x.grad_fn) is TableRead._backward_cls
+def read_table(w, owns_grad):
+    """`w` as a (1, rows, cols) TableRead whose lookups `lookup_sink` finds."""
+    lookups = []
+    out = TableRead.apply(w, lookups, owns_grad)
+    out._ff_lookups = lookups
+    return out
+
+
+def lookup_sink(x):
+    """The list a TableRead output `x` collects its lookups' gradients in, or None."""
+    return getattr(x, "_ff_lookups", None)

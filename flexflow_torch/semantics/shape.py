@@ -10,7 +10,7 @@ import torch
 
 from ..errors import DTypeError, ShapeError, UnsupportedByFlexFlowError
 from .base import FLOAT, HALF, INT32, INT64, INTS, BOOLEAN, DOUBLE, Stage
-from .grad import SparseGatherGrad, reads_table
+from .grad import TableLookup, lookup_sink
 from .spec import DOUBLE as DOUBLE_GRAD, OpSpec, register
 
 
@@ -222,8 +222,9 @@ class Gather(OpSpec):
         if perm is not None:          # a constant permutation: the same values as the gather
             shape, order = perm
             return [x.reshape((x.shape[0],) + shape).permute(order).reshape(x.shape)]
-        if dim == x.dim() - 1 and reads_table(x):     # a shared table's lookup: no dense gradient
-            return [SparseGatherGrad.apply(x, index)]
+        sink = lookup_sink(x) if dim == x.dim() - 1 else None
+        if sink is not None:                  # a shared table's lookup (semantics/grad.py)
+            return [TableLookup.apply(x, index, sink)]
         return [torch.gather(x, dim, index)]
 
     def index_checker(self, run, dim):
