@@ -75,7 +75,8 @@ def bind_outputs(model, layer, outs, training):
                     store.watch(value)
             elif value.is_floating_point():
                 value = outs[k] = value.detach().requires_grad_(True)
-                store.watch(value)
+                if h is not model._final_out:
+                    store.watch(value)
         h.value = value
         h.pending = None
     if layer.inplace_input is not None:
@@ -90,19 +91,27 @@ def _scaled(values, scaled):
 
 
 class LayerStep:
-    __slots__ = ("layer", "forward", "scaled")
+    """One layer's forward; `grad = False` when backward never passes through the layer
+    (the final softmax whose input the loss gradient is seeded into)."""
+
+    __slots__ = ("layer", "forward", "scaled", "grad")
 
     def __init__(self, layer):
         self.layer = layer
         self.forward = functools.partial(layer.spec.forward, layer.run, **layer.attrs)
         self.scaled = [(i, c) for i, c in enumerate(layer.grad_coefficients) if c != 1.0]
+        self.grad = True
 
     def run(self, model, training):
         layer = self.layer
         values = [h.value for h in layer.inputs]
-        if training and self.scaled:
-            values = _scaled(values, self.scaled)
-        bind_outputs(model, layer, self.forward(values, [w.value for w in layer.weights]), training)
+        weights = [w.value for w in layer.weights]
+        if not self.grad:
+            with torch.no_grad():
+                outs = self.forward(values, weights)
+        else:
+            outs = self.forward(_scaled(values, self.scaled) if training and self.scaled else values, weights)
+        bind_outputs(model, layer, outs, training)
 
 
 class GroupStep:

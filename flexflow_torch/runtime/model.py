@@ -398,7 +398,20 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         self._overwriting = [layer for layer in graph if layer.spec.weight_grad == semantics.OVER]
         self._weighted = [layer for layer in graph if layer.weights]
         self._regularized = [layer for layer in graph if layer.regularizer]
-        self._final_out = self._final_layer().outputs[0]
+        final = self._final_layer()
+        self._final_out = final.outputs[0]
+        if self._comp_mode == CompMode.TRAINING and self._seeds_softmax_input(final):
+            for step in self._plan:
+                if getattr(step, "layer", None) is final:
+                    step.grad = False          # backward starts below it
+
+    def _seeds_softmax_input(self, final):
+        """Whether backward seeds the loss gradient into the final softmax's input, so that
+        the softmax itself takes no part in autograd. Exact: p - y is the gradient w.r.t.
+        the logits; FlexFlow: its softmax copies its output's gradient into its input."""
+        return final.op_type == OpType.SOFTMAX and final.inplace_input is None and (
+            self._loss_type in (LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, LossType.LOSS_CATEGORICAL_CROSSENTROPY)
+            if self._exact else final.grad_coefficients[0] == 1.0)
 
     def _input_wants_grad(self, h):
         """Whether autograd must run into a graph input. FlexFlow never writes an input's
@@ -454,14 +467,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
                                    self._ffconfig.batch_size, self._exact, self._degree,
                                    labels_checked=True)        # by compute_metrics, just before
         self._seeded_grads[id(out)] = grad
-        target = out.value
-        if final.op_type == OpType.SOFTMAX and final.inplace_input is None and (
-                self._loss_type in (LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
-                                    LossType.LOSS_CATEGORICAL_CROSSENTROPY)
-                if self._exact else final.grad_coefficients[0] == 1.0):
-            # exact: p - y is the gradient w.r.t. the logits; FlexFlow's softmax copies its
-            # output's gradient into its input, which only it reads: seed it there directly
-            target = final.inputs[0].value
+        target = final.inputs[0].value if self._seeds_softmax_input(final) else out.value
         for layer in self._overwriting:
             for w in layer.weights:
                 w.value.grad = None
