@@ -114,6 +114,27 @@ def test_labels_rechecked_when_the_batch_changes(ffmodel, rng):
         ffmodel.backward()
 
 
+def test_empty_metric_list_measures_nothing_but_labels_are_checked(ffmodel, rng):
+    """FlexFlow's metric kernels compute each figure under its measure_* flag
+    (metrics_functions.cu update_metrics_sparse_label_kernel): with no metric asked for
+    nothing is counted. Out-of-range labels are still refused before the loss reads them."""
+    x = ffmodel.create_tensor((BATCH, 3), F)
+    ffmodel.softmax(ffmodel.dense(x, 5))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.1),
+                    loss_type=LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, metrics=[])
+    ffmodel.init_layers()
+    x.set_tensor(ffmodel, randn(rng, BATCH, 3))
+    ffmodel.label_tensor.set_tensor(ffmodel, np.full((BATCH, 1), 4, np.int32))
+    ffmodel.forward()
+    ffmodel.backward()
+    perf = ffmodel.get_perf_metrics()
+    assert (perf.correct, perf.total, perf.sums) == (0, 0, {})
+    ffmodel.label_tensor.set_tensor(ffmodel, np.full((BATCH, 1), 5, np.int32))
+    ffmodel.forward()
+    with pytest.raises(LabelRangeError):
+        ffmodel.backward()
+
+
 def test_int64_labels_rejected(ffmodel, rng):
     _sparse_model(ffmodel)
     with pytest.raises(DTypeError):
