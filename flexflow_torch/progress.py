@@ -40,7 +40,9 @@ class Progress:
     """`with Progress(steps, "epoch 1/3", unit="tokens") as p: ... p.update(n, loss=f"{x:.3f}")`
 
     `update(items, text, **figures)` ends one step that processed `items` (samples,
-    tokens: the `unit` of the rate); the text and figures are shown as given."""
+    tokens: the `unit` of the rate); the text and figures are shown as given. `text`
+    may be a function returning it, called only when something is shown (a bar's
+    figures are refreshed at most every quarter second)."""
 
     def __init__(self, total: int, desc: str, unit: str = "samples", file=None,
                  every: int | None = None, leave: bool = False):
@@ -53,6 +55,7 @@ class Progress:
         self.bar = tqdm(total=self.total, desc=desc, unit="step", file=self.file, leave=leave,
                         dynamic_ncols=True) if isatty is not None and isatty() else None
         self.text, self.figures = "", {}
+        self.shown = 0.0
 
     def __enter__(self):
         return self
@@ -66,13 +69,17 @@ class Progress:
         self.text, self.figures = text, figures
         if self.bar is not None:
             self.bar.update(1)
-            rate = self.items / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(self._figures(rate), refresh=False)
+            now = time.perf_counter()
+            if now - self.shown >= 0.25 or self.step >= self.total:
+                self.shown = now
+                rate = self.items / max(now - self.start, 1e-9)
+                self.bar.set_postfix_str(self._figures(rate), refresh=False)
         elif self.step % self.every == 0 and self.step < self.total:
             self._line()
 
     def _figures(self, rate: float) -> str:
-        parts = [self.text] if self.text else []
+        text = self.text() if callable(self.text) else self.text
+        parts = [text] if text else []
         parts += [f"{k.replace('_', ' ')} {v}" for k, v in self.figures.items()]
         parts.append(f"{rate:,.0f} {self.unit}/s")
         return ", ".join(parts)

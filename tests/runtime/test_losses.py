@@ -197,3 +197,34 @@ def test_dense_l2_kernel_regularizer(ffmodel, mode, rng):
     torch.testing.assert_close(grad(layer.get_weight_tensor(), ffmodel),
                                lin.weight.grad + 0.3 * lin.weight.detach())
     torch.testing.assert_close(grad(layer.get_bias_tensor(), ffmodel), lin.bias.grad)
+
+
+def test_sparse_metrics_over_many_batches_match_the_kernel_formula(ffmodel, rng):
+    """Sparse-label metrics are counted in batches of waiting predictions (PerfMetrics.
+    defer): over 70 batches (past one flush of 64, and a read in between) accuracy and
+    sparse cross-entropy equal FlexFlow's kernel formula (metrics_functions.cu
+    update_metrics_sparse_label_kernel: argmax == label; -log(max(p[label], 1e-8)))
+    over every batch's output."""
+    x = ffmodel.create_tensor((BATCH, 5), DataType.DT_FLOAT)
+    ffmodel.softmax(ffmodel.dense(x, 4))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                    metrics=[MetricsType.METRICS_ACCURACY, MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY])
+    ffmodel.init_layers()
+    correct = total = 0
+    ce = 0.0
+    for step in range(70):
+        x.set_tensor(ffmodel, randn(rng, BATCH, 5))
+        y = rng.integers(0, 4, (BATCH, 1)).astype(np.int32)
+        ffmodel.label_tensor.set_tensor(ffmodel, y)
+        ffmodel.forward()
+        ffmodel.backward()
+        p = torch.from_numpy(ffmodel.get_layers()[1].get_output_tensor().get_tensor(ffmodel))
+        labels = torch.from_numpy(y).long().reshape(-1)
+        correct += int((p.argmax(-1) == labels).sum())
+        total += BATCH
+        ce += float(-torch.log(p.gather(1, labels.unsqueeze(1)).clamp_min(1e-8)).sum())
+        if step == 10:
+            assert ffmodel.get_perf_metrics().get_accuracy() == pytest.approx(100.0 * correct / total)
+    perf = ffmodel.get_perf_metrics()
+    assert (perf.correct, perf.total) == (correct, total)
+    assert metric(perf, "sparse_categorical_crossentropy") == pytest.approx(ce / total, rel=1e-6)
