@@ -121,10 +121,10 @@ def _take(program, snapshot, key, record, tensor):
         program.weight_origins[key] = snapshot[key][2]
 
 
-def current(program, key) -> np.ndarray:
-    """program.weights[key], checked: a view of a PyTorch parameter must still hold what
-    the parameter held at conversion."""
-    array = program.weights[key]
+def current(program, key, array=None) -> np.ndarray:
+    """`array` (default: program.weights[key]), checked: a view of a PyTorch parameter
+    must still hold what the parameter held at conversion."""
+    array = program.weights[key] if array is None else array
     origin = program.weight_origins.get(key)
     if origin is not None and origin[0] is array and origin[1]._version != origin[2]:
         raise WeightsChangedError(
@@ -172,8 +172,8 @@ class WeightLoader:
         self.layer_name, self.param_id, self.key, self.program = layer_name, param_id, key, program
 
     def set_tensor(self, ffmodel, array):
-        if self.program is not None and self.program.weights.get(self.key) is array:
-            current(self.program, self.key)
+        if self.program is not None:
+            current(self.program, self.key, array)
         param = ffmodel.get_layer_by_name(self.layer_name).get_parameter_by_id(self.param_id)
         copy_in = getattr(param, "copy_in", None)       # the embedded runtime reads views as they are
         if copy_in is not None:

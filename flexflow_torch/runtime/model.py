@@ -463,9 +463,11 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         self.compute_metrics()
         final = self._final_layer()
         out = final.outputs[0]
-        grad = rules.loss_gradient(self._loss_type.name, out.value.detach(), self._label_value(),
-                                   self._ffconfig.batch_size, self._exact, self._degree,
-                                   labels_checked=True)        # by compute_metrics, just before
+        labels = self._label_value()
+        if self._sparse():          # FlexFlow has no bounds check (checked once per label batch)
+            self._class_ids(labels, out.dims[-1])
+        grad = rules.loss_gradient(self._loss_type.name, out.value.detach(), labels,
+                                   self._ffconfig.batch_size, self._exact, self._degree)
         self._seeded_grads[id(out)] = grad
         target = final.inputs[0].value if self._seeds_softmax_input(final) else out.value
         for layer in self._overwriting:

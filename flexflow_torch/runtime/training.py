@@ -189,8 +189,7 @@ class TrainingLoop:
         """Accumulate this batch's metrics (FlexFlow's metrics kernels); accuracy is
         always counted when any metric is asked for, the others only when asked for. An
         empty list measures nothing, as in FlexFlow (every figure of
-        metrics_functions.cu update_metrics_*_kernel is under a measure_* flag); sparse
-        labels are still range-checked."""
+        metrics_functions.cu update_metrics_*_kernel is under a measure_* flag)."""
         out = self._final_output_handle()
         if out.value is None:
             raise ModelStateError("call forward() before compute_metrics()")
@@ -198,8 +197,6 @@ class TrainingLoop:
         labels = self._label_value()
         perf, metrics = self._perf, self._metrics
         if not metrics:
-            if self._sparse():
-                self._class_ids(labels, output.shape[-1])
             return
         sums = {}
         if self._sparse():

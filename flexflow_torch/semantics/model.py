@@ -131,17 +131,15 @@ def check_labels(labels, classes):
             "has no ignore index and no bounds check, so map padding such as -100 to a valid class")
 
 
-def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1, labels_checked=False):
+def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1):
     """d(loss)/d(output) as loss_functions.cu writes it for sparse CE: copy p, subtract 1 at
     label[i] for each of the num_samples = axis-0 rows of the shard (num_classes =
     volume / num_samples), scale by 1/config.batchSize. `exact`: one label per position.
-    `labels_checked`: every label is already known to lie in [0, classes)."""
+    The labels lie in [0, classes): the caller checks them (`check_labels`)."""
     classes = probs.shape[-1]
     if exact or probs.dim() <= 2:
         rows = probs.reshape(-1, classes)
         flat = labels.reshape(-1, 1).long()
-        if not labels_checked:
-            check_labels(flat, classes)
         grad = rows.clone().scatter_add_(1, flat, rows.new_full(flat.shape, -1.0))
         return grad.reshape(probs.shape).div_(batch_size)
     grads = []
@@ -149,18 +147,16 @@ def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1, labels_checke
         n = p.shape[0]
         rows = p.reshape(n, -1).clone()
         lab = y.reshape(-1)[:n].long()          # label[i], i < num_samples, read flat
-        if not labels_checked:
-            check_labels(lab, rows.shape[1])
         rows[torch.arange(n, device=rows.device), lab] -= 1.0
         grads.append(rows.reshape(p.shape))
     return torch.cat(grads) / batch_size
 
 
-def loss_gradient(loss_type, output, labels, batch_size, exact, shards=1, labels_checked=False):
+def loss_gradient(loss_type, output, labels, batch_size, exact, shards=1):
     """The gradient FlexFlow's loss backward writes into the final output (it
     overwrites the buffer; loss_functions.cu:40,49,57)."""
     if loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY":
-        return sparse_ce_gradient(output, labels, batch_size, exact, shards, labels_checked)
+        return sparse_ce_gradient(output, labels, batch_size, exact, shards)
     if loss_type == "LOSS_CATEGORICAL_CROSSENTROPY":
         return (output - labels) / batch_size
     if loss_type == "LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE":
