@@ -31,7 +31,7 @@ class GradStore:
     `torch.autograd.grad` call, which captures them in C++: no Python hook per tensor."""
 
     def __init__(self):
-        self.grads, self.ids, self.edges = {}, [], []
+        self.clear()
 
     def clear(self):
         self.grads, self.ids, self.edges = {}, [], []
@@ -61,22 +61,25 @@ class GradStore:
         return value.grad if value.is_leaf else None
 
 
+def _trained(model, h, value):
+    """An output `value` of handle `h` in a training forward: with a gradient kept for
+    every float output (FlexFlow runs every operator's backward, so an activation has a
+    gradient even when no weight lies upstream of it; the final output's is the loss
+    gradient)."""
+    if not value.requires_grad and value.is_floating_point():
+        value = value.detach().requires_grad_(True)
+    if value.requires_grad and h is not model._final_out:
+        model._grad_store.watch(value)
+    return value
+
+
 def bind_outputs(model, layer, outs, training):
-    """Store a layer's output values: gradients kept for every float output (FlexFlow runs
-    every operator's backward, so an activation has a gradient even when no weight lies
-    upstream of it), in-place outputs aliased."""
-    store = model._grad_store
+    """Store a layer's output values (see `_trained`), in-place outputs aliased."""
     for k, (h, value) in enumerate(zip(layer.outputs, outs)):
         if layer.weights and value._base is not None and value._base is layer.weights[0].value:
             h.grad_value = value._base      # a view of the weight: it has the weight's gradient
         elif training:
-            if value.requires_grad:
-                if h is not model._final_out:       # the final output's is the loss gradient
-                    store.watch(value)
-            elif value.is_floating_point():
-                value = outs[k] = value.detach().requires_grad_(True)
-                if h is not model._final_out:
-                    store.watch(value)
+            value = outs[k] = _trained(model, h, value)
         h.value = value
         h.pending = None
     if layer.inplace_input is not None:
@@ -143,16 +146,8 @@ class GroupStep:
         self.saved, self.values_ready = (values, training, weights), False
         for h in group.interior:
             h.value, h.pending = known.get(h), self
-        store = model._grad_store
         for h, value in zip(group.outputs, outs):
-            if training:
-                if value.requires_grad:
-                    if h is not model._final_out:
-                        store.watch(value)
-                elif value.is_floating_point():
-                    value = value.detach().requires_grad_(True)
-                    store.watch(value)
-            h.value, h.pending = value, None
+            h.value, h.pending = (_trained(model, h, value) if training else value), None
 
     def materialize(self, grads):
         """Give the group's inner tensors their values - and, once the step's backward

@@ -27,10 +27,11 @@ recomputed unfused when read (executor.GroupStep.materialize).
 - `permute` (fusion_moves.py): reshape, gather of a constant permutation, reshape (a
   converted transpose) -> one permute, a view: the same bits, values and gradients.
 
-Single layers have fast paths with bit-identical results (`hint_layers`): transposes
-recorded as gathers run as permutes, a shared table read whole is a view of its weight
-whose lookups (gathers along its last axis) add their gradients into its own, with no
-dense buffer of their own (semantics/grad.py TableRead, TableLookup).
+Single layers have fast paths (`hint_layers`): transposes recorded as gathers run as
+permutes, and a shared table read whole is a view of its weight, both with bit-identical
+results; that table's lookups (gathers along its last axis) add their gradients into its
+own, with no dense buffer of their own (semantics/grad.py TableRead, TableLookup): the
+same terms, summed in another order.
 
 `FLEXFLOW_TORCH_FUSION=0` runs every layer on its own, without the fast paths.
 """
@@ -123,6 +124,10 @@ class _Context:
         if i < len(self.layers) and self.layers[i].op_type == op_type:
             return self.layers[i]
         return None
+
+    def span(self, i, n):
+        """The n layers from layer i on, None past the last."""
+        return [self.layers[k] if k < len(self.layers) else None for k in range(i, i + n)]
 
     def valid(self, group):
         """Inner tensors read only inside, with coefficient 1; no in-place layer; one
@@ -265,8 +270,7 @@ class GeluTanhGroup(FusedGroup):
 
 
 def _gelu_tanh(ctx, i):
-    L = [ctx.layers[i + k] if i + k < len(ctx.layers) else None for k in range(9)]
-    half, ident, pw, k1, add, k2, th, one, mul = L
+    half, ident, pw, k1, add, k2, th, one, mul = ctx.span(i, 9)
     if _scalar(half, OpType.SCALAR_MULTIPLY, 0.5) is None:
         return None
     x = half.inputs[0]

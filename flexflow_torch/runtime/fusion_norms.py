@@ -112,8 +112,7 @@ def _layer_norm(ctx, i):
         return None
     x = red.inputs[0]
     n = x.dims[-1]
-    sc, sub, mul, red2, sc2, add, pw, mul2 = (ctx.layers[i + k] if i + k < len(ctx.layers) else None
-                                              for k in range(1, 9))
+    sc, sub, mul, red2, sc2, add, pw, mul2 = ctx.span(i + 1, 8)
     if not _sum_last(red, x) or x.data_type.name != "DT_FLOAT":
         return None
     if _scalar(sc, OpType.SCALAR_MULTIPLY, 1.0 / n) is None or sc.inputs != red.outputs:
@@ -141,7 +140,7 @@ def _rms_norm(ctx, i):
         return None
     x = sq.inputs[0]
     n = x.dims[-1]
-    red, sc, add, pw, mul = (ctx.layers[i + k] if i + k < len(ctx.layers) else None for k in range(1, 6))
+    red, sc, add, pw, mul = ctx.span(i + 1, 5)
     if not _sum_last(red, sq.outputs[0]) or x.data_type.name != "DT_FLOAT":
         return None
     eps = _rsqrt_mean_eps(red, sc, add, pw, n)
