@@ -227,14 +227,14 @@ def program_state(program):
 
 
 def run_file(path, inputs):
-    """Rebuild the saved graph on an embedded-runtime FFModel and run one forward."""
+    """Rebuild the saved graph on an embedded-runtime FFModel and run one forward: the
+    documented flow without the PyTorch model (file_to_ff creates the input tensors;
+    create_data_loaders feeds them and writes the program's constants)."""
     import flexflow_torch
-    from flexflow_torch.runtime import CompMode, LossType, MetricsType, SGDOptimizer
-    from flexflow_torch.verify import embedded_model
+    from flexflow_torch.verify import compile_for_inference, embedded_model
     ffmodel = embedded_model(batch_size=2)
     outputs = flexflow_torch.file_to_ff(path, ffmodel)
-    ffmodel.compile(optimizer=SGDOptimizer(ffmodel, 0.0), loss_type=LossType.LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE,
-                    metrics=[MetricsType.METRICS_MEAN_SQUARED_ERROR], comp_mode=CompMode.INFERENCE)
+    compile_for_inference(ffmodel)
     loaders = flexflow_torch.create_data_loaders(ffmodel, dict(inputs))
     ffmodel.init_layers()
     for loader in loaders:

@@ -16,7 +16,7 @@ from flexflow_torch.testing import sgd_steps_ff, torch_outputs
 from flexflow_torch.verify import embedded_model
 from flexflow_torch.weights import read_weights, to_flexflow
 
-from test_graph_file import _run_from_file
+from graph_fuzz import run_file
 from tiny_models import VOCAB, gpt2
 
 
@@ -32,7 +32,7 @@ def test_file_saved_after_training_and_copy_back_is_the_trained_model(tmp_path):
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
     path = tmp_path / "trained.safetensors"
     ptm.torch_to_file(path)
-    got = _run_from_file(path, ptm.example_inputs)
+    got = run_file(path, ptm.example_inputs)
     want = torch_outputs(model, ptm.example_inputs)
     torch.testing.assert_close(torch.from_numpy(got[0]), want[0])
     assert flexflow_torch.verify(ptm).ok          # the eval program follows the trained weights too
