@@ -68,9 +68,13 @@ class Softmax(OpSpec):
 
     def forward(self, run, ins, ws, axis=-1):
         x = ins[0]
-        if run.exact:
+        if run.exact or not torch.is_grad_enabled():
             return [torch.softmax(x, dim=-1)]
-        return [CopyGrad.apply(x, lambda t: torch.softmax(t, dim=-1))]
+        return [CopyGrad.apply(x, _softmax_last)]
+
+
+def _softmax_last(t):
+    return torch.softmax(t, dim=-1)
 
 
 @register
