@@ -104,7 +104,7 @@ class SingleDataLoader:
         if num_samples < ffmodel._ffconfig.batch_size:
             raise DataLoaderError(f"data loader: {num_samples} samples are fewer than one "
                                   f"batch of {ffmodel._ffconfig.batch_size}")
-        label = ffmodel._label
+        label, classes = ffmodel._label, None
         if label is not None and input.handle is label and \
                 ffmodel._loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY:
             classes = ffmodel._final_output_handle().dims[-1]
@@ -121,7 +121,7 @@ class SingleDataLoader:
                 check_index_range(array[:num_samples], *limit, f"data loader for {input.handle.describe()}")
         data = torch.from_numpy(np.ascontiguousarray(array[:num_samples]).copy())
         self.handle = {"model": ffmodel, "tensor": input.handle, "data": data,
-                       "num_samples": int(num_samples), "cursor": 0}
+                       "num_samples": int(num_samples), "cursor": 0, "label_classes": classes}
         self._handle = self.handle
         self.reset()
         self.next_batch(ffmodel)      # FlexFlow loads the first batch at construction
@@ -150,8 +150,10 @@ class SingleDataLoader:
             raise DataLoaderError(f"data loader exhausted after {h['num_samples']} samples: "
                                   "call reset() to start the next pass")
         chunk = h["data"][start:start + batch].reshape(tensor.dims)
-        tensor.value = chunk.to(ffmodel._device)
+        tensor.value = value = chunk.to(ffmodel._device)
         h["cursor"] = start + batch
+        if h["label_classes"] is not None:        # sparse labels, all range-checked above
+            ffmodel._label_ids = (value, value._version, h["label_classes"], None)
 
     def reset(self):
         self.handle["cursor"] = 0

@@ -460,13 +460,12 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         if not self._pending_backward:
             raise ModelStateError("call forward() before backward() (once per forward)")
         self._pending_backward = False
-        self.compute_metrics()
         final = self._final_layer()
         out = final.outputs[0]
-        labels = self._label_value()
-        if self._sparse():          # FlexFlow has no bounds check (checked once per label batch)
-            self._class_ids(labels, out.dims[-1])
-        grad = rules.loss_gradient(self._loss_type.name, out.value.detach(), labels,
+        output, labels = out.value.detach(), self._targets(out)   # sparse: checked class ids
+        if self._metrics:
+            self._measure(output, labels)
+        grad = rules.loss_gradient(self._loss_type.name, output, labels,
                                    self._ffconfig.batch_size, self._exact, self._degree)
         self._seeded_grads[id(out)] = grad
         target = final.inputs[0].value if self._seeds_softmax_input(final) else out.value

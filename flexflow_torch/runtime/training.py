@@ -21,8 +21,8 @@ _ORDER = [MetricsType.METRICS_ACCURACY, MetricsType.METRICS_CATEGORICAL_CROSSENT
           MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
           MetricsType.METRICS_MEAN_ABSOLUTE_ERROR]
 _NAMES = {m: m.name[len("METRICS_"):].lower() for m in _ORDER}
-_DISTANCES = (MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
-              MetricsType.METRICS_MEAN_ABSOLUTE_ERROR)
+_DISTANCES = frozenset((MetricsType.METRICS_MEAN_SQUARED_ERROR, MetricsType.METRICS_ROOT_MEAN_SQUARED_ERROR,
+                        MetricsType.METRICS_MEAN_ABSOLUTE_ERROR))
 
 
 class PerfMetrics:
@@ -163,28 +163,31 @@ class TrainingLoop:
     def _sparse(self):
         return self._loss_type == LossType.LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
 
-    def _class_labels(self, output, labels):
-        """(positions, classes) probabilities and (positions,) int64 labels (FlexFlow's
-        metric kernels count every non-last position as a sample)."""
-        num_classes = output.shape[-1]
-        return output.reshape(-1, num_classes), self._class_ids(labels, num_classes)
+    def _targets(self, out):
+        """The label batch as the loss and the metrics read it: for sparse labels, the
+        flat class ids (`_class_ids`); else the label tensor itself."""
+        labels = self._label_value()
+        return self._class_ids(labels, out.dims[-1]) if self._sparse() else labels
 
     def _class_ids(self, labels, classes):
         """`labels` as flat int64 class ids, range-checked once per label batch: kept while
         the label tensor is the same unchanged tensor (next_batch and set_tensor replace
-        or write it; a user's attached array is converted and checked every time)."""
+        or write it; a user's attached array is converted and checked every time). A
+        batch from a label data loader is known to be in range (the loader checked all of
+        its samples): next_batch records it with no ids yet."""
         cached = self._label_ids
-        if cached is not None and cached[0] is labels and cached[1] == labels._version and cached[2] == classes:
+        known = cached is not None and cached[0] is labels and cached[1] == labels._version and cached[2] == classes
+        if known and cached[3] is not None:
             return cached[3]
         flat = labels.reshape(-1).long()
         if flat.data_ptr() == labels.data_ptr():     # int64 labels: not a view the next batch writes
             flat = flat.clone()
-        check_labels(flat, classes)
+        if not known:
+            check_labels(flat, classes)
         if not getattr(labels, "_ff_external", False):
             self._label_ids = (labels, labels._version, classes, flat)
         return flat
 
-    @torch.no_grad()
     def compute_metrics(self):
         """Accumulate this batch's metrics (FlexFlow's metrics kernels); accuracy is
         always counted when any metric is asked for, the others only when asked for. An
@@ -193,22 +196,25 @@ class TrainingLoop:
         out = self._final_output_handle()
         if out.value is None:
             raise ModelStateError("call forward() before compute_metrics()")
-        output = out.value.detach().float()
-        labels = self._label_value()
+        if self._metrics:
+            self._measure(out.value.detach(), self._targets(out))
+
+    def _measure(self, output, labels):
+        """compute_metrics on the detached final output and `_targets` (no graph is built)."""
+        output = output.float()
         perf, metrics = self._perf, self._metrics
-        if not metrics:
-            return
         sums = {}
+        distances = not _DISTANCES.isdisjoint(metrics)
         if self._sparse():
-            probs, flat = self._class_labels(output, labels)
+            probs, flat = output.reshape(-1, output.shape[-1]), labels
             index = flat.unsqueeze(1)
-            if not any(m in metrics for m in _DISTANCES):
+            if not distances:
                 measure_ce = MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY in metrics
                 perf.defer(probs.argmax(-1), flat, probs.gather(1, index) if measure_ce else None)
                 return
             sums[MetricsType.METRICS_SPARSE_CATEGORICAL_CROSSENTROPY] = \
                 lambda: -torch.log(probs.gather(1, index).clamp_min(1e-8))
-            if any(m in metrics for m in _DISTANCES):
+            if distances:
                 diff = probs.clone().scatter_add_(1, index, probs.new_full(index.shape, -1.0))
             correct = (probs.argmax(-1) == flat)
         else:

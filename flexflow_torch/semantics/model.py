@@ -131,37 +131,40 @@ def check_labels(labels, classes):
             "has no ignore index and no bounds check, so map padding such as -100 to a valid class")
 
 
-def sparse_ce_gradient(probs, labels, batch_size, exact, shards=1):
+def sparse_ce_gradient(probs, ids, scale, exact, shards=1):
     """d(loss)/d(output) as loss_functions.cu writes it for sparse CE: copy p, subtract 1 at
     label[i] for each of the num_samples = axis-0 rows of the shard (num_classes =
-    volume / num_samples), scale by 1/config.batchSize. `exact`: one label per position.
-    The labels lie in [0, classes): the caller checks them (`check_labels`)."""
+    volume / num_samples), then times `scale`. `exact`: one label per position. `ids`:
+    the labels as flat int64 class ids in [0, classes) (the caller checks them,
+    `check_labels`)."""
     classes = probs.shape[-1]
     if exact or probs.dim() <= 2:
         rows = probs.reshape(-1, classes)
-        flat = labels.reshape(-1, 1).long()
-        grad = rows.clone().scatter_add_(1, flat, rows.new_full(flat.shape, -1.0))
-        return grad.reshape(probs.shape).div_(batch_size)
+        index = ids.reshape(-1, 1)
+        grad = rows.clone().scatter_add_(1, index, rows.new_full(index.shape, -1.0))
+        return grad.reshape(probs.shape).mul_(scale)
     grads = []
-    for p, y in zip(probs.chunk(shards), labels.chunk(shards)):
+    for p, y in zip(probs.chunk(shards), ids.chunk(shards)):
         n = p.shape[0]
         rows = p.reshape(n, -1).clone()
-        lab = y.reshape(-1)[:n].long()          # label[i], i < num_samples, read flat
-        rows[torch.arange(n, device=rows.device), lab] -= 1.0
+        rows[torch.arange(n, device=rows.device), y[:n]] -= 1.0      # label[i], i < num_samples, read flat
         grads.append(rows.reshape(p.shape))
-    return torch.cat(grads) / batch_size
+    return torch.cat(grads).mul_(scale)
 
 
 def loss_gradient(loss_type, output, labels, batch_size, exact, shards=1):
-    """The gradient FlexFlow's loss backward writes into the final output (it
-    overwrites the buffer; loss_functions.cu:40,49,57)."""
+    """The gradient FlexFlow's loss backward writes into the final output (it overwrites
+    the buffer; loss_functions.cu:40,49,57), then multiplies by its scale factor:
+    float(1 / batchSize), 2 / volume for MSE (loss_functions.cc Loss::backward:48-54,
+    cuda_helper.cu scale_kernel). Sparse CE takes `labels` as `_class_ids` gives them."""
+    scale = 1.0 / batch_size        # a Python float: PyTorch rounds it to the float32 FlexFlow uses
     if loss_type == "LOSS_SPARSE_CATEGORICAL_CROSSENTROPY":
-        return sparse_ce_gradient(output, labels, batch_size, exact, shards)
+        return sparse_ce_gradient(output, labels, scale, exact, shards)
     if loss_type == "LOSS_CATEGORICAL_CROSSENTROPY":
-        return (output - labels) / batch_size
+        return (output - labels).mul_(scale)
     if loss_type == "LOSS_MEAN_SQUARED_ERROR_AVG_REDUCE":
-        return (output - labels) * (2.0 / output.numel())
-    return torch.full_like(output, 1.0 / batch_size)          # LOSS_IDENTITY
+        return (output - labels).mul_(2.0 / output.numel())
+    return torch.full_like(output, scale)          # LOSS_IDENTITY
 
 
 def readable_rows(meta_part, dims, degree):

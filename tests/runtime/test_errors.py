@@ -114,6 +114,26 @@ def test_labels_rechecked_when_the_batch_changes(ffmodel, rng):
         ffmodel.backward()
 
 
+def test_loader_batches_are_not_rechecked_unless_written(ffmodel, rng):
+    """A label loader checks all its samples once; its batches then go unchecked, unless
+    one is written in place after next_batch (its version changes)."""
+    x = _sparse_model(ffmodel, classes=5)
+    xl = ffmodel.create_data_loader(x, randn(rng, 2 * BATCH, 3))
+    yl = ffmodel.create_data_loader(ffmodel.label_tensor, rng.integers(0, 5, (2 * BATCH, 1)).astype(np.int32))
+    ffmodel.init_layers()
+    for loader in (xl, yl):
+        loader.next_batch(ffmodel)
+    ffmodel.forward()
+    ffmodel.backward()
+    assert ffmodel.get_perf_metrics().total == BATCH
+    for loader in (xl, yl):
+        loader.next_batch(ffmodel)
+    ffmodel._label.value[1, 0] = 7
+    ffmodel.forward()
+    with pytest.raises(LabelRangeError):
+        ffmodel.backward()
+
+
 def test_empty_metric_list_measures_nothing_but_labels_are_checked(ffmodel, rng):
     """FlexFlow's metric kernels compute each figure under its measure_* flag
     (metrics_functions.cu update_metrics_sparse_label_kernel): with no metric asked for

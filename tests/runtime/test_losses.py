@@ -27,11 +27,11 @@ def metric(perf, name):
 def flexflow_sparse_ce_grad(p, labels, batch=BATCH):
     """loss_functions.cu sparse_categorical_crossentropy_loss_backward: rows = axis 0,
     num_classes = volume / rows, logit_grad[i * num_classes + label[i]] -= 1 for i < rows,
-    label read flat; then * 1 / batch size."""
+    label read flat; then scale_kernel multiplies by scale_factor = 1.0f / batchSize."""
     rows = p.reshape(p.shape[0], -1).clone()
     flat = labels.reshape(-1)[:p.shape[0]].long()
     rows[torch.arange(p.shape[0]), flat] -= 1.0
-    return rows.reshape(p.shape) / batch
+    return rows.reshape(p.shape) * torch.tensor(1.0 / batch, dtype=torch.float32)
 
 
 def exact_sparse_ce_grad(p, labels):
@@ -102,6 +102,31 @@ def test_sparse_ce_2d_output(ffmodel, mode, rng):
     expected = (p - torch.eye(5)[torch.from_numpy(y_np[:, 0]).long()]) / BATCH
     torch.testing.assert_close(grad(out, ffmodel), expected)
     torch.testing.assert_close(grad(t, ffmodel), expected)
+
+
+def test_sparse_ce_gradient_is_flexflows_to_the_bit(argv, rng):
+    """With 6 samples 1/6 is inexact: FlexFlow multiplies p - 1 by the float 1.0f / 6
+    (cuda_helper.cu scale_kernel), which can differ in the last bit from dividing by 6.
+    The seeded gradient equals the kernel's formula exactly."""
+    from flexflow_torch.runtime import FFConfig, FFModel
+    argv("-b", 6)
+    ffmodel = FFModel(FFConfig())
+    x = ffmodel.create_tensor((6, 7), DataType.DT_FLOAT)
+    out = ffmodel.softmax(ffmodel.identity(x))
+    ffmodel.compile(optimizer=SGDOptimizer(ffmodel), loss_type=SPARSE, metrics=[ACC])
+    ffmodel.init_layers()
+    x_np, y_np = randn(rng, 6, 7), rng.integers(0, 7, (6, 1)).astype(np.int32)
+    x.set_tensor(ffmodel, x_np)
+    ffmodel.label_tensor.set_tensor(ffmodel, y_np)
+    ffmodel.forward()
+    ffmodel.zero_gradients()
+    ffmodel.backward()
+    p = torch.softmax(torch.from_numpy(x_np), -1)
+    expected = flexflow_sparse_ce_grad(p, torch.from_numpy(y_np), batch=6)
+    unscaled = flexflow_sparse_ce_grad(p, torch.from_numpy(y_np), batch=1)
+    assert not torch.equal(unscaled / 6, expected)       # the data tells the two roundings apart
+    torch.testing.assert_close(torch.from_numpy(out.get_model_output_gradients(ffmodel, None)), expected,
+                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("loss_type", [LossType.LOSS_CATEGORICAL_CROSSENTROPY, LossType.LOSS_IDENTITY])
