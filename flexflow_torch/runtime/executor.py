@@ -21,6 +21,10 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from ..semantics.grad import scale_grad
 
+# What torch.autograd.grad calls once it has normalised its arguments (ours are already a
+# tensor, its gradient and a list of inputs): about 10 µs a step less on small models.
+_engine_run_backward = getattr(torch.autograd.graph, "_engine_run_backward", None)
+
 
 class GradStore:
     """The gradient of each activation in the last backward.
@@ -48,7 +52,11 @@ class GradStore:
         inputs = leaves + self.edges
         if not inputs:
             return
-        grads = torch.autograd.grad(target, inputs, grad, allow_unused=True)
+        if _engine_run_backward is not None:
+            grads = _engine_run_backward((target,), (grad,), False, False, tuple(inputs), True,
+                                         accumulate_grad=False)
+        else:
+            grads = torch.autograd.grad(target, inputs, grad, allow_unused=True)
         for leaf, g in zip(leaves, grads):
             if g is not None:
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
