@@ -209,9 +209,9 @@ class _Head(torch.autograd.Function):
         if g_out is None:
             return g_p, None
         half = (g_out * 0.5) * p
-        grad = half + half
+        grad = half.add_(half)              # in place: the same sum, no second (positions, classes) buffer
         if g_p is not None:
-            grad = grad + g_p
+            grad.add_(g_p)
         return grad.scatter_add_(-1, index, -g_out), None
 
 
