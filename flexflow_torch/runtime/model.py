@@ -57,6 +57,7 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         self._perf = PerfMetrics(None)
         self._seeded_grads, self._pending_backward, self._label_ids = {}, None, None
         self._grad_store, self._plan, self._backward_done = GradStore(), None, False
+        self._view_copies = {}
         self._final = self._problems_at = self._by_name = self._weighted = None
         self._grad_enabled = True
 
@@ -485,10 +486,13 @@ class FFModel(OperatorMethods, ServingOps, DataLoaderOps, TrainingLoop, Training
         if self._optimizer is None:
             raise ModelStateError("no optimizer: pass one to compile() or set ffmodel.optimizer")
         for layer in self._weighted or ():     # an output that is a view of its weight keeps
-            weight = layer.weights[0].value        # the values it had (FlexFlow's is a copy)
-            for h in layer.outputs:
+            weight = layer.weights[0].value        # the values it had (FlexFlow's is a copy), in a
+            for h in layer.outputs:                # buffer kept for it: fresh memory costs page faults
                 if h.value is not None and h.value._base is not None and h.value._base is weight:
-                    h.value = h.value.detach().clone()
+                    old, kept = h.value.detach(), self._view_copies.get(id(h))
+                    if kept is None or kept.shape != old.shape or kept.dtype != old.dtype:
+                        kept = self._view_copies[id(h)] = torch.empty_like(old, memory_format=torch.contiguous_format)
+                    h.value = kept.copy_(old)
         self._optimizer.step(self._params())
 
     def get_perf_metrics(self):
