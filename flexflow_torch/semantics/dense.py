@@ -220,17 +220,38 @@ class Embedding(OpSpec):
             if w.requires_grad and torch.is_grad_enabled():
                 return [read_table(w, bool(run.cache.get("owns_table_grad")))]
             return [w.unsqueeze(0)]
-        if ids.numel():
-            lo, hi = (int(v) for v in torch.aminmax(ids))
-            if lo < 0 or hi >= num_embeddings:
-                raise ShapeError(f"embedding: ids must lie in [0, {num_embeddings}), got [{lo}, {hi}] "
-                                 "(FlexFlow has no bounds check and would read out of bounds)")
-        rows = F.embedding(ids if ids.dtype == torch.int32 else ids.long(), ws[0])
+        same_rows = _checked_ids(run, ids, num_embeddings)
+        ids = ids if ids.dtype == torch.int32 else ids.long()
+        if same_rows and aggr == "AGGR_MODE_NONE":
+            # every sample has the ids of the first (lifted constants such as position
+            # buckets): look them up once; the table's gradient sums over the batch first,
+            # then over positions (FlexFlow adds with atomics, in no set order either:
+            # embedding_kernels.cu embed_backward_no_aggr)
+            return [F.embedding(ids[:1], ws[0]).expand(ids.shape + (ws[0].shape[-1],)).contiguous()]
+        rows = F.embedding(ids, ws[0])
         if aggr == "AGGR_MODE_SUM":
             return [rows.sum(-2)]
         if aggr == "AGGR_MODE_AVG":
             return [rows.mean(-2) if run.exact else _AvgBag.apply(rows)]
         return [rows]
+
+
+def _checked_ids(run, ids, rows):
+    """Check that `ids` lie in [0, rows) (FlexFlow has no bounds check); whether every
+    sample repeats the first one's ids. Remembered while `ids` is the same unchanged
+    tensor (a lifted constant is checked once)."""
+    cached = run.cache.get("checked_ids")
+    if cached is not None and cached[0] is ids and cached[1] == ids._version:
+        return cached[2]
+    if ids.numel():
+        lo, hi = (int(v) for v in torch.aminmax(ids))
+        if lo < 0 or hi >= rows:
+            raise ShapeError(f"embedding: ids must lie in [0, {rows}), got [{lo}, {hi}] "
+                             "(FlexFlow has no bounds check and would read out of bounds)")
+    same = ids.dim() > 1 and ids.shape[0] > 1 and torch.equal(ids, ids[:1].expand_as(ids))
+    if not getattr(ids, "_ff_external", False):
+        run.cache["checked_ids"] = (ids, ids._version, same)
+    return same
 
 
 def _reads_whole_table(run, ids, rows):

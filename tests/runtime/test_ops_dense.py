@@ -170,6 +170,19 @@ def test_embedding(ffmodel, mode, rng, aggr, id_dtype):
     assert tuple(res.out.shape) == ((BATCH, seq, dim) if aggr == AggrMode.AGGR_MODE_NONE else (BATCH, dim))
 
 
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+def test_embedding_of_ids_shared_by_every_sample(ffmodel, mode, rng, id_dtype):
+    """Ids the same in every sample (position buckets lifted per sample) are looked up
+    once; values and the table's gradient are PyTorch's (the gradient summed in another
+    order)."""
+    torch.manual_seed(4)
+    emb = nn.Embedding(7, 3)
+    ids = np.repeat(rng.integers(0, 7, size=(1, 5, 5)), BATCH, axis=0).astype(id_dtype)
+    res = align(ffmodel, [ids], lambda m, i: m.embedding(i, 7, 3, AggrMode.AGGR_MODE_NONE, name="emb"),
+                lambda i: emb(i.long()), params=[("emb", 0, emb.weight)], layers=["Embedding"])
+    assert res.out.is_contiguous()
+
+
 def test_embedding_avg_two_ids(ffmodel, rng):
     """For a bag of two ids FlexFlow's AVG forward is e1/4 + e2/2."""
     table = nn.Parameter(torch.from_numpy(randn(rng, 6, 3)))
