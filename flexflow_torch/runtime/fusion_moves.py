@@ -11,6 +11,8 @@ permutation moves values and sums nothing. The gather's index is checked at run 
 
 from __future__ import annotations
 
+import math
+
 from ..semantics.shape import checked_index
 from .enums import OpType
 from .fusion import FusedGroup
@@ -26,7 +28,10 @@ class PermuteGroup(FusedGroup):
     def applies(self, values):
         """The gather's index is a permutation: (per-sample shape, permute order)."""
         x, idx = values
-        self.perm = checked_index(self.gather.run, x.reshape(x.shape[0], -1), idx, 1)[1]
+        # checked_index reads only the shape of the (batch, n) reshape: no copy of a
+        # permuted x (a stride-0 stand-in of that shape)
+        flat = x.new_empty(()).expand(x.shape[0], math.prod(x.shape[1:]))
+        self.perm = checked_index(self.gather.run, flat, idx, 1)[1]
         return self.perm is not None
 
     def fused(self, values, training):
