@@ -55,9 +55,9 @@ def main():
     load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())
     busy = busy_processes(args.background_load)
     try:
-        rounds = ["--rounds", "3", "--steps", "2"] if args.quick else ["--rounds", "7"]
+        rounds = ["--rounds", "3", "--steps", "2"] if args.quick else ["--rounds", "15"]
         train = run_json("bench_runtime.py", "--models", args.models, *rounds)
-        convert = [] if args.quick else run_json("bench_convert.py", "--repeats", "2",
+        convert = [] if args.quick else run_json("bench_convert.py", "--repeats", "3",
                                                  *([] if args.no_step else ["--step"]))
     finally:
         for p in busy:

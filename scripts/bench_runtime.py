@@ -12,7 +12,7 @@ zero_gradients, backward, update); the PyTorch step is forward, cross-entropy su
 over positions / batch (the gradient FlexFlow's sparse cross-entropy gives), zero_grad,
 backward, SGD step.
 
-    python scripts/bench_runtime.py [--models mlp,gpt2,mt5] [--rounds 7] [--steps 4]
+    python scripts/bench_runtime.py [--models mlp,gpt2,mt5] [--rounds 15] [--steps 4]
 """
 
 import argparse
@@ -197,7 +197,7 @@ def print_rows(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=None,
                         help="steps per side per round (default: about half a second's worth)")
     parser.add_argument("--warmup", type=int, default=3)
