@@ -73,7 +73,8 @@ def hint_layers(layers, consumers):
     """Enable the single-layer fast paths of semantics/: a gather along axis 1 of a
     (batch, n) reshape of (batch, *shape) may be a transpose (converters record
     permutations as gathers), so it tests its index against the permutations of
-    `shape` (shape.py checked_index); an embedding reading its whole table in order
+    `shape` (shape.py checked_index), as a gather of a flat reshape of `shape` does
+    (the tied table's lookups transpose that way); an embedding reading its whole table in order
     returns the table itself (dense.py), and owns the gradient its readers give it when
     they are matrix products and gathers (fresh tensors: grad.py TableRead)."""
     for layer in layers:
@@ -82,11 +83,15 @@ def hint_layers(layers, consumers):
             readers = consumers.get(id(layer.outputs[0]), [])
             layer.run.cache["owns_table_grad"] = bool(readers) and all(
                 r.op_type in (OpType.BATCH_MATMUL, OpType.GATHER) for r in readers)
-        if layer.op_type != OpType.GATHER or layer.attrs.get("dim") != 1 or len(layer.inputs[0].dims) != 2:
+        if layer.op_type != OpType.GATHER:
             continue
-        src = layer.inputs[0].owner_layer
-        if src is not None and src.op_type == OpType.RESHAPE and 2 <= len(src.inputs[0].dims) - 1 <= 3:
+        src, rank, dim = layer.inputs[0].owner_layer, len(layer.inputs[0].dims), layer.attrs.get("dim")
+        if src is None or src.op_type != OpType.RESHAPE or not 2 <= len(src.inputs[0].dims) - 1 <= 3:
+            continue
+        if rank == 2 and dim == 1:
             layer.run.cache["shapes"] = [tuple(src.inputs[0].dims[1:])]
+        elif rank == 1 and dim == 0:     # a flat gather: a permutation of the whole tensor
+            layer.run.cache["shapes"] = [tuple(src.inputs[0].dims)]
 
 
 def find_groups(layers, model):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from ..semantics.shape import checked_index
+from ..semantics.shape import checked_index, permute_as
 from .enums import OpType
 from .fusion import FusedGroup
 
@@ -28,18 +28,21 @@ class PermuteGroup(FusedGroup):
     def applies(self, values):
         """The gather's index is a permutation: (per-sample shape, permute order)."""
         x, idx = values
-        # checked_index reads only the shape of the (batch, n) reshape: no copy of a
-        # permuted x (a stride-0 stand-in of that shape)
-        flat = x.new_empty(()).expand(x.shape[0], math.prod(x.shape[1:]))
-        self.perm = checked_index(self.gather.run, flat, idx, 1)[1]
+        # checked_index reads only the shape of the (batch, n) or flat reshape: no copy
+        # of a permuted x (a stride-0 stand-in of that shape)
+        dim = self.gather.attrs["dim"]
+        flat = x.new_empty(()).expand((x.shape[0], math.prod(x.shape[1:])) if dim else (x.numel(),))
+        self.perm = checked_index(self.gather.run, flat, idx, dim)[1]
         return self.perm is not None
 
     def fused(self, values, training):
-        shape, order = self.perm          # from applies(), just before
-        x = values[0]
-        y = x.reshape((x.shape[0],) + shape).permute(order)
+        dim = self.gather.attrs["dim"]
+        y = permute_as(values[0], self.perm, dim)          # self.perm: from applies()
         dims = tuple(self.outputs[0].dims)
-        return [y if tuple(y.shape) == dims else y.reshape(dims)], {}
+        y = y if tuple(y.shape) == dims else y.reshape(dims)
+        # a flat gather's output feeds element-wise ops, whose outputs would take the
+        # permuted layout (and later sums another order): copy it, as the gather does
+        return [y if dim else y.contiguous()], {}
 
 
 def _permute(ctx, i):

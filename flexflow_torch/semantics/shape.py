@@ -220,8 +220,7 @@ class Gather(OpSpec):
         x, idx = ins
         index, perm = checked_index(run, x, idx, dim)
         if perm is not None:          # a constant permutation: the same values as the gather
-            shape, order = perm
-            return [x.reshape((x.shape[0],) + shape).permute(order).reshape(x.shape)]
+            return [permute_as(x, perm, dim).reshape(x.shape)]
         sink = lookup_sink(x) if dim == x.dim() - 1 else None
         if sink is not None:                  # a shared table's lookup (semantics/grad.py)
             return [TableLookup.apply(x, index, sink)]
@@ -253,7 +252,16 @@ def checked_index(run, x, idx, dim):
     return index, perm
 
 
+def permute_as(x, perm, dim):
+    """`x` (any shape holding (batch, *shape); for a flat gather, dim 0, one *shape)
+    permuted as `checked_index` found (`perm` = (shape, order)): a view."""
+    shape, order = perm
+    return x.reshape(((x.shape[0],) if dim else (1,)) + shape).permute(order)
+
+
 def _permutation(shapes, index, x, dim):
+    if dim == 0 and x.dim() == 1 and index.shape == x.shape:     # flat: one sample
+        return _permutation(shapes, index.reshape(1, -1), x.reshape(1, -1), 1)
     if dim != 1 or x.dim() != 2 or index.shape != x.shape:
         return None
     for shape in shapes:

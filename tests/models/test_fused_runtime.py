@@ -79,11 +79,12 @@ def test_fused_training_matches_layer_by_layer(converted, mode, monkeypatch):
 
 
 def test_moves_and_table_reads_are_bit_identical(monkeypatch):
-    """GPT-2's attention transposes (reshape, gather with constant indices, reshape) run
-    as one permute and its tied head's table read (embedding of ids 0..rows-1) is the
-    weight itself, its lookups' gradients sparse: the same bits as gather / embedding with
-    dense scatter-add gradients (no other group formed, so that
-    nothing else differs), for every tensor and weight after training."""
+    """GPT-2's attention transposes (reshape, gather with constant indices, reshape), and
+    the flat ones after its tied table's lookups, run as one permute; its tied head's
+    table read (embedding of ids 0..rows-1) is the weight itself, its lookups' gradients
+    scatter-added into the head's: the same bits as gather / embedding with dense
+    scatter-add gradients (no other group formed, so that nothing else differs), for
+    every tensor and weight after training."""
     monkeypatch.setattr(fusion, "GROUP_MAKERS", (fusion._permute,))
     model, kwargs = gpt2()
     ptm = PyTorchModel(model, is_hf_model=True, **kwargs)
@@ -91,6 +92,8 @@ def test_moves_and_table_reads_are_bit_identical(monkeypatch):
                            generator=torch.Generator().manual_seed(3))
     (_, fused, kinds), (_, plain, _) = (_train(ptm, ptm.example_inputs, labels, monkeypatch, f) for f in ("1", "0"))
     assert kinds == {"permute"}
+    flat = [s.group for s in fused._plan if isinstance(s, GroupStep) and s.group.gather.attrs["dim"] == 0]
+    assert flat, "the tied table's lookups transpose through a flat gather: a permute group too"
     assert any(layer.op_type.name == "EMBEDDING" and layer.outputs[0].grad_value is not None
                for layer in fused._graph)
     for layer_a, layer_b in zip(fused._graph, plain._graph):
