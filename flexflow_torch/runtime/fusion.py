@@ -195,6 +195,27 @@ def _softmax(ctx, i):
 
 
 # ------------------------------------------------------------------------------ loss head
+_SCRATCH = {}          # (dtype, device) -> a reused buffer of up to _SCRATCH_SIZE elements
+_SCRATCH_SIZE = 1 << 20
+
+
+def _sum_of_squares(p):
+    """sum(p * p) over the last axis (keepdim), the products written a block of rows at
+    a time into a reused buffer: a (positions, classes) temporary would be fresh pages
+    every step (376 MB for mt5-small's vocabulary at batch 8)."""
+    rows = p.reshape(-1, p.shape[-1])
+    step = max(1, _SCRATCH_SIZE // rows.shape[1])
+    key = (p.dtype, p.device)
+    if key not in _SCRATCH or _SCRATCH[key].numel() < step * rows.shape[1]:
+        _SCRATCH[key] = torch.empty(step * rows.shape[1], dtype=p.dtype, device=p.device)
+    out = rows.new_empty((rows.shape[0], 1))
+    for i in range(0, rows.shape[0], step):
+        block = rows[i:i + step]
+        square = _SCRATCH[key][:block.numel()].view(block.shape)
+        torch.sum(torch.mul(block, block, out=square), -1, keepdim=True, out=out[i:i + step])
+    return out.reshape(p.shape[:-1] + (1,))
+
+
 class _Head(torch.autograd.Function):
     """Forward: p = softmax(logits); out = sum(p * p) * 0.5 - gather(p, label). Backward
     (FlexFlow's softmax copies dp through): dp = (g * 0.5) * p twice (the two operands of
@@ -204,7 +225,7 @@ class _Head(torch.autograd.Function):
     def forward(ctx, logits, index):
         ctx.set_materialize_grads(False)
         p = torch.softmax(logits, dim=-1)
-        out = (p * p).sum(-1, keepdim=True).mul_(0.5) - torch.gather(p, -1, index)
+        out = _sum_of_squares(p).mul_(0.5) - torch.gather(p, -1, index)
         ctx.save_for_backward(p, index)
         return p, out
 
