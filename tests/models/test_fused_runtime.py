@@ -144,3 +144,13 @@ def test_inner_tensors_of_a_fused_group_are_recomputed_when_read(monkeypatch):
     ref = Tensor(plain._graph[index].outputs[0])
     _close(torch.from_numpy(got.get_gradients(fused, PS)), torch.from_numpy(ref.get_gradients(plain, PS)))
     _close(torch.from_numpy(got.get_tensor(fused)), torch.from_numpy(ref.get_tensor(plain)))
+
+
+def test_head_sum_of_squares_in_blocks(monkeypatch):
+    """The loss head's sum(p * p) runs a block of rows at a time through a reused buffer;
+    with blocks smaller than the rows (a vocabulary the size of mt5-small's at a small
+    buffer) it is PyTorch's sum, up to float rounding."""
+    monkeypatch.setattr(fusion, "_SCRATCH_SIZE", 3 * 1000)
+    monkeypatch.setattr(fusion, "_SCRATCH", {})
+    p = torch.softmax(torch.randn(2, 7, 1000, generator=torch.Generator().manual_seed(1)), -1)
+    torch.testing.assert_close(fusion._sum_of_squares(p), (p * p).sum(-1, keepdim=True))
