@@ -98,8 +98,9 @@ def main():
                 print(f"| one Adam step {name}: peak memory MB | {f['peak_mb']:.0f} | {t['peak_mb']:.0f} | "
                       f"{f['peak_mb'] / t['peak_mb']:.2f}x | |")
     print()
-    print("Training ratios are flexflow-torch / PyTorch samples/s (> 1: faster), median of paired "
-          "interleaved rounds (range in brackets); conversion is flexflow-torch / torch.export alone.")
+    print("Training ratios are flexflow-torch / PyTorch samples/s at the median step time (> 1: faster), the two "
+          "sides' steps alternating (range of the per-round ratios in brackets); conversion is flexflow-torch / "
+          "torch.export alone.")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 in PyTorch eager, same initial weights, data, optimizer (SGD), loss and thread count.
 
 Each model runs in its own process. After warm-up steps on both sides, `--rounds`
-paired rounds alternate the two sides (which goes first alternates too, so that load
-changes hit both); each round times `--steps` steps per side. Prints, per model, the
-median samples/s of each side, the median of the per-round ratios (flexflow-torch /
-PyTorch, > 1 is faster) with its range, and the load average around the run.
+rounds of `--steps` steps per side run the two sides alternately, step by step (which
+goes first alternates between rounds), each step timed, so that a burst of load on
+this shared machine hits both sides alike. Prints, per model, the samples/s of each
+side at its median step time, their ratio (flexflow-torch / PyTorch, > 1 is faster),
+the range of the per-round ratios of median step times, and the load average around
+the run.
 
 The flexflow-torch step is FlexFlow's fit loop (next_batch on every loader, forward,
 zero_gradients, backward, update); the PyTorch step is forward, cross-entropy summed
@@ -153,17 +155,23 @@ def measure(name, rounds, steps, warmup):
         start = time.perf_counter()
         pt()
         steps = max(4, min(200, int(0.5 / (time.perf_counter() - start))))
-    per = {"ff": [], "torch": []}
+    times = {"ff": [], "torch": []}
     sides = [("ff", ff), ("torch", pt)]
+    ratios = []
     for r in range(rounds):
-        for key, fn in (sides if r % 2 == 0 else sides[::-1]):
-            start = time.perf_counter()
-            for _ in range(steps):
+        order = sides if r % 2 == 0 else sides[::-1]
+        round_times = {"ff": [], "torch": []}
+        for _ in range(steps):
+            for key, fn in order:
+                start = time.perf_counter()
                 fn()
-            per[key].append(steps * batch / (time.perf_counter() - start))
-    ratios = [a / b for a, b in zip(per["ff"], per["torch"])]
-    return {"model": name, "label": MODELS[name], "ff_sps": statistics.median(per["ff"]),
-            "torch_sps": statistics.median(per["torch"]), "ratio": statistics.median(ratios),
+                round_times[key].append(time.perf_counter() - start)
+        ratios.append(statistics.median(round_times["torch"]) / statistics.median(round_times["ff"]))
+        for key in times:
+            times[key] += round_times[key]
+    ff_step, torch_step = statistics.median(times["ff"]), statistics.median(times["torch"])
+    return {"model": name, "label": MODELS[name], "ff_sps": batch / ff_step,
+            "torch_sps": batch / torch_step, "ratio": torch_step / ff_step,
             "ratio_min": min(ratios), "ratio_max": max(ratios), "threads": torch.get_num_threads(),
             "steps_per_round": steps,
             "convert_s": convert_s, "load": f"{load_before} -> {load()}",
@@ -184,7 +192,7 @@ def run_rows(models, rounds, steps, warmup):
 
 
 def print_rows(rows):
-    print(f"{'training (samples/s, median of paired rounds)':<78}{'flexflow-torch':>15}{'PyTorch':>9}"
+    print(f"{'training (samples/s at the median step, alternating steps)':<78}{'flexflow-torch':>15}{'PyTorch':>9}"
           f"{'ratio':>7}{'range':>13}  load 1/5/15 min")
     for r in rows:
         if "error" in r:
