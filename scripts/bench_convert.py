@@ -9,7 +9,7 @@ process, so that its peak memory is its own:
   export   torch.export.export(strict=False) of the model, nothing else;
   convert  PyTorchModel(...) + torch_to_ff into an embedded-runtime FFModel + compile
            (which loads every PyTorch weight into the FlexFlow layers);
-  step     (`--step`) one Adam step at batch 8, seq 48/47 (median of 3 after a warm-up step), on the
+  step     (`--step`) one Adam step at batch 8, seq 48/47 (median of 5 after a warm-up step), on the
            embedded runtime (FlexFlow's fit step) and in PyTorch eager (the same Adam
            rule); seconds per step and peak memory.
 "added" is the peak resident memory over what the process held with the model built.
@@ -99,7 +99,7 @@ def measure(mode, variant, batch, seq):
             "seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_rss_mb(), "model_mb": base, "added_mb": peak_rss_mb() - base}
 
 
-def measure_step(side, variant, batch, seq, steps=3, limit_gb=14):
+def measure_step(side, variant, batch, seq, steps=5, limit_gb=14):
     """Seconds per Adam step (median of `steps` after one warm-up) and peak memory; the
     process's address space is capped at `limit_gb` (a failed allocation, not the
     machine's OOM killer)."""
