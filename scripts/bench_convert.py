@@ -9,7 +9,8 @@ process, so that its peak memory is its own:
   export   torch.export.export(strict=False) of the model, nothing else;
   convert  PyTorchModel(...) + torch_to_ff into an embedded-runtime FFModel + compile
            (which loads every PyTorch weight into the FlexFlow layers);
-  step     (`--step`) one Adam step at batch 8, seq 48/47 (median of 5 after a warm-up step), on the
+  step     (`--step`) one Adam step at batch 8, seq 48/47 (median of 5 after a warm-up step; the
+           two sides' processes alternate, `--repeats` each, median of theirs), on the
            embedded runtime (FlexFlow's fit step) and in PyTorch eager (the same Adam
            rule); seconds per step and peak memory.
 "added" is the peak resident memory over what the process held with the model built.
@@ -170,19 +171,28 @@ def run_rows(args):
                 got[mode].append(child(args, "--child", mode, "--variant", variant))
         row = {"variant": variant, "load": "/".join(f"{x:.1f}" for x in os.getloadavg())}
         for mode, results in got.items():
-            ok = [r for r in results if "error" not in r]
-            if not ok:
-                row[mode] = results[0]
-                continue
-            row[mode] = dict(ok[0], seconds=statistics.median(r["seconds"] for r in ok),
-                             cpu_seconds=statistics.median(r["cpu_seconds"] for r in ok),
-                             peak_mb=max(r["peak_mb"] for r in ok), added_mb=max(r["added_mb"] for r in ok))
-        if args.step:
-            row["step"] = {side: child(args, "--child", "step", "--side", side, "--variant", variant,
-                                       "--memory-limit-gb", str(args.memory_limit_gb))
-                           for side in ("torch", "flexflow")}
+            row[mode] = _merged(results)
+        if args.step:                # the two sides' processes alternate, `repeats` each
+            steps = {"torch": [], "flexflow": []}
+            for k in range(args.repeats):
+                for side in (("torch", "flexflow") if k % 2 == 0 else ("flexflow", "torch")):
+                    steps[side].append(child(args, "--child", "step", "--side", side, "--variant", variant,
+                                             "--memory-limit-gb", str(args.memory_limit_gb)))
+            row["step"] = {side: _merged(results) for side, results in steps.items()}
         rows.append(row)
     return rows
+
+
+def _merged(results):
+    """One measurement from a process per repeat: the median times, the largest memory."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    merged = dict(ok[0], seconds=statistics.median(r["seconds"] for r in ok),
+                  peak_mb=max(r["peak_mb"] for r in ok), added_mb=max(r["added_mb"] for r in ok))
+    if "cpu_seconds" in ok[0]:
+        merged["cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in ok)
+    return merged
 
 
 def print_rows(rows, batch, seq):
@@ -213,7 +223,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-length", type=int, default=48)
     parser.add_argument("--variants", default="tied", help="tied, untied or tied,untied")
-    parser.add_argument("--repeats", type=int, default=2, help="processes per measurement (median time)")
+    parser.add_argument("--repeats", type=int, default=2, help="processes per measurement and per Adam step "
+                        "side (median time)")
     parser.add_argument("--step", action="store_true", help="also time one Adam step against PyTorch")
     parser.add_argument("--memory-limit-gb", type=int, default=14, help="address-space cap of a step process")
     parser.add_argument("--json", action="store_true")
