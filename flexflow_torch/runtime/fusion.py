@@ -73,10 +73,10 @@ def hint_layers(layers, consumers):
     """Enable the single-layer fast paths of semantics/: a gather along axis 1 of a
     (batch, n) reshape of (batch, *shape) may be a transpose (converters record
     permutations as gathers), so it tests its index against the permutations of
-    `shape` (shape.py checked_index), as a gather of a flat reshape of `shape` does
-    (the tied table's lookups transpose that way); an embedding reading its whole table in order
-    returns the table itself (dense.py), and owns the gradient its readers give it when
-    they are matrix products and gathers (fresh tensors: grad.py TableRead)."""
+    `shape` (shape.py checked_index), as a gather of a flat reshape of `shape` does (the
+    tied table's lookups transpose that way); an embedding reading its whole table in
+    order returns the table itself (dense.py), and owns the gradient its readers give it
+    when they are matrix products and gathers (fresh tensors: grad.py TableRead)."""
     for layer in layers:
         if layer.op_type == OpType.EMBEDDING:
             layer.run.cache["table_views"] = True

@@ -11,8 +11,6 @@ permutation moves values and sums nothing. The gather's index is checked at run 
 
 from __future__ import annotations
 
-import math
-
 from ..semantics.shape import checked_index, permute_as
 from .enums import OpType
 from .fusion import FusedGroup
@@ -28,11 +26,10 @@ class PermuteGroup(FusedGroup):
     def applies(self, values):
         """The gather's index is a permutation: (per-sample shape, permute order)."""
         x, idx = values
-        # checked_index reads only the shape of the (batch, n) or flat reshape: no copy
-        # of a permuted x (a stride-0 stand-in of that shape)
-        dim = self.gather.attrs["dim"]
-        flat = x.new_empty(()).expand((x.shape[0], math.prod(x.shape[1:])) if dim else (x.numel(),))
-        self.perm = checked_index(self.gather.run, flat, idx, dim)[1]
+        # checked_index reads only the shape of the gather's input (the reshape of x): a
+        # stride-0 stand-in of it, no copy of a permuted x
+        flat = x.new_empty(()).expand(self.gather.inputs[0].dims)
+        self.perm = checked_index(self.gather.run, flat, idx, self.gather.attrs["dim"])[1]
         return self.perm is not None
 
     def fused(self, values, training):
